@@ -1,0 +1,301 @@
+"""THE worker: one module-level, picklable function that turns replay bytes into plain data.
+
+`parse_replay(data, depth)` and its path convenience `parse_file(path, depth, max_bytes)` are
+the unit of work everywhere: inline, in the process pool, in an async service and on a Dask
+cluster. They never raise for a bad replay and never return sc2reader objects; every failure
+comes back as a `Result` with status "failed" and a classified `error`. This is the only module
+that imports sc2reader, and the only place where `except Exception` is allowed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import io
+import logging
+import os
+import stat
+import time
+from typing import Any
+
+from replay_cli import __version__
+from replay_cli.derive import apply_benchmarks
+from replay_cli.extract import (
+    build_order_rows,
+    chat_rows,
+    loops_per_real_second,
+    player_rows,
+    player_stats_rows,
+    read_gamemetadata,
+    replay_row,
+    unit_records,
+    upgrade_records,
+)
+from replay_cli.result import (
+    DEFAULT_DEPTH,
+    DEPTHS,
+    SCHEMA_VERSION,
+    STATUS_FAILED,
+    STATUS_OK,
+    STATUS_PARTIAL,
+    Depth,
+    ErrorInfo,
+    Result,
+)
+
+# sc2reader load levels: 0 header, 1 details + map, 2 players + chat, 3 tracker, 4 game events.
+LOAD_LEVEL_BY_DEPTH: dict[str, int] = {"summary": 2, "stats": 3, "full": 4}
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024  # real replays are under 3 MB; bigger is a bomb or not a replay
+MAX_MESSAGE_CHARS = 300
+# sc2reader's message when no reader matches the build (resources.py `_get_reader`).
+UNSUPPORTED_BUILD_MARKER = "could not found for build"
+# Failures a shallower depth cannot repair; a bomb must not get a second go either.
+FINAL_ERROR_KINDS = frozenset({"memory", "invalid_replay", "unsupported_build"})
+
+
+class _InvalidReplay(Exception):
+    """sc2reader said OK, but the archive holds no game (testError2.SC2Replay: header only)."""
+
+
+def _sc2reader() -> Any:
+    """Import sc2reader on first use and quieten its per-unit logging noise."""
+    import sc2reader
+
+    # "Unable to change type ..." warnings per unit (ggtracker/sc2reader#78): thousands per file.
+    logging.getLogger("sc2reader").setLevel(logging.CRITICAL)
+    return sc2reader
+
+
+@functools.cache
+def _engine(depth: str) -> Any:
+    """Return the sc2reader game engine for a depth, built once per process on first use."""
+    if depth == "summary":
+        return None  # no events at level 2: the engine would have nothing to do
+    sc2reader = _sc2reader()
+    from sc2reader.engine import GameEngine
+    from sc2reader.engine.plugins import APMTracker, ContextLoader, GameHeartNormalizer
+
+    engine = GameEngine()
+    engine.register_plugin(GameHeartNormalizer())
+    engine.register_plugin(ContextLoader())  # fills replay.objects: units, deaths, killers
+    if depth == "full":
+        engine.register_plugin(APMTracker())  # needs ContextLoader underneath (performance.md §1)
+    del sc2reader
+    return engine
+
+
+def _one_line(exc: BaseException) -> str:
+    """Return a one-line message for an exception; sc2reader wraps its cause as a second arg."""
+    args = exc.args
+    if len(args) == 2 and isinstance(args[1], BaseException):
+        text = f"{args[0]}: {type(args[1]).__name__}: {args[1]}"
+    else:
+        text = str(exc) or type(exc).__name__
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def _classify(exc: BaseException, depth: str) -> ErrorInfo:
+    """Turn an exception raised while parsing at `depth` into a stable error kind and stage."""
+    stage = depth
+    if isinstance(exc, _InvalidReplay) and depth == "summary":
+        stage = "validate"
+    elif type(exc).__name__ == "MPQError":
+        stage = "archive"  # the MPQ container itself is broken: no depth can read it
+    if isinstance(exc, MemoryError):
+        kind = "memory"
+    elif isinstance(exc, _InvalidReplay):
+        # At a deeper depth this is sc2reader losing the players (resumed games turn them into
+        # observers at level 3): a failure of that stage, not proof that there is no game.
+        kind = "invalid_replay" if depth == "summary" else "parse_error"
+    elif isinstance(exc, ValueError) and UNSUPPORTED_BUILD_MARKER in str(exc):
+        kind = "unsupported_build"
+    else:
+        kind = "parse_error"
+    error_type = "InvalidReplay" if isinstance(exc, _InvalidReplay) else type(exc).__name__
+    return {"kind": kind, "type": error_type, "message": _one_line(exc), "stage": stage}
+
+
+def _parser_versions() -> dict[str, str]:
+    version = getattr(_sc2reader(), "__version__", "unknown")
+    return {"replaycli": __version__, "sc2reader": str(version)}
+
+
+def failed_result(
+    source: str | None,
+    kind: str,
+    error_type: str,
+    message: str,
+    stage: str,
+    *,
+    depth: str = DEFAULT_DEPTH,
+    sha256: str | None = None,
+    size: int | None = None,
+    seconds: float = 0.0,
+) -> Result:
+    """Build a failure Result (also used by the runner for timeouts and crashed workers)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "status": STATUS_FAILED,
+        "sha256": sha256,
+        "source": source,
+        "size": size,
+        "depth_requested": depth,
+        "depth_reached": None,
+        "parse_seconds": round(seconds, 4),
+        "cpu_seconds": 0.0,
+        "parser": {"replaycli": __version__},
+        "error": {"kind": kind, "type": error_type, "message": message, "stage": stage},
+        "replay": None,
+        "players": [],
+        "chat": [],
+        "build_order": [],
+        "player_stats": [],
+    }
+
+
+def _load(data: bytes, depth: str) -> Any:
+    """Load the replay at a depth; sc2reader's stray prints never reach our stdout."""
+    sc2reader = _sc2reader()
+    with contextlib.redirect_stdout(io.StringIO()):
+        replay = sc2reader.resources.Replay(
+            io.BytesIO(data), load_level=LOAD_LEVEL_BY_DEPTH[depth], engine=_engine(depth), debug=False
+        )
+    if not replay.players or not replay.frames:
+        raise _InvalidReplay(f"sc2reader found {len(replay.players)} players and {replay.frames} game loops: not a game")
+    return replay
+
+
+def _extract(replay: Any, sha256: str, depth: str) -> dict[str, Any]:
+    """Extract every row the depth provides."""
+    meta = read_gamemetadata(replay)
+    players = player_rows(replay, meta)
+    rows: dict[str, Any] = {
+        "replay": replay_row(replay, sha256, meta, depth),
+        "players": players,
+        "chat": chat_rows(replay),
+        "build_order": [],
+        "player_stats": [],
+    }
+    if depth == "summary":
+        return rows
+    per_second = loops_per_real_second(replay)
+    units = unit_records(replay)
+    rows["player_stats"] = player_stats_rows(replay)
+    rows["build_order"] = build_order_rows(units, upgrade_records(replay), per_second)
+    apply_benchmarks(players, rows["player_stats"], units, replay.frames, per_second)
+    if depth == "full":
+        _apply_full(replay, players, per_second)
+    return rows
+
+
+def _apply_full(replay: Any, players: list[Any], per_second: float) -> None:
+    """Add sc2reader's computed APM and the real seconds each player stayed in the game."""
+    left_at = {
+        event.player.pid: event.frame
+        for event in replay.game_events
+        if event.name == "PlayerLeaveEvent" and getattr(event, "player", None) is not None
+    }
+    by_pid = {p.pid: p for p in replay.players}
+    for row in players:
+        entity = by_pid.get(row["pid"]) if not row["is_observer"] else None
+        if entity is None:
+            continue
+        apm = getattr(entity, "avg_apm", None)
+        row["apm_computed"] = round(float(apm), 1) if apm is not None else None
+        row["seconds_played"] = round(left_at.get(entity.pid, replay.frames) / per_second, 3)
+
+
+def parse_replay(data: bytes, depth: Depth | str = DEFAULT_DEPTH, *, source: str | None = None) -> Result:
+    """Parse replay bytes to `depth`; never raises for a bad replay.
+
+    When a deeper stage fails the deepest depth that worked is returned with status "partial"
+    and the failing stage in `error`; only a replay with no usable summary is "failed".
+    """
+    if depth not in DEPTHS:
+        raise ValueError(f"unknown depth {depth!r}; choose one of {', '.join(DEPTHS)}")
+    wall_start, cpu_start = time.perf_counter(), time.process_time()
+    sha256 = hashlib.sha256(data).hexdigest()
+    deeper_error: ErrorInfo | None = None
+    rows: dict[str, Any] | None = None
+    reached: str | None = None
+    # Deepest first: one load in the common case; on failure fall back a depth at a time.
+    for attempt in reversed(DEPTHS[: DEPTHS.index(depth) + 1]):
+        try:
+            replay = _load(data, attempt)
+            rows = _extract(replay, sha256, attempt)
+            reached = attempt
+            break
+        except Exception as exc:  # worker boundary: one bad replay must never end a batch
+            error = _classify(exc, attempt)
+            if error["kind"] in FINAL_ERROR_KINDS or error["stage"] in ("archive", "validate"):
+                deeper_error = error
+                break
+            deeper_error = deeper_error or error
+    elapsed = time.perf_counter() - wall_start
+    if rows is None:
+        assert deeper_error is not None
+        result = failed_result(
+            source, deeper_error["kind"], deeper_error["type"], deeper_error["message"],
+            deeper_error["stage"], depth=depth, sha256=sha256, size=len(data), seconds=elapsed,
+        )
+        result["cpu_seconds"] = round(time.process_time() - cpu_start, 4)
+        result["parser"] = _parser_versions()
+        return result
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "status": STATUS_OK if deeper_error is None else STATUS_PARTIAL,
+        "sha256": sha256,
+        "source": source,
+        "size": len(data),
+        "depth_requested": depth,
+        "depth_reached": reached,
+        "parse_seconds": round(elapsed, 4),
+        "cpu_seconds": round(time.process_time() - cpu_start, 4),
+        "parser": _parser_versions(),
+        "error": deeper_error,
+        **rows,  # type: ignore[typeddict-item]
+    }
+
+
+def read_replay_file(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes | Result:
+    """Read a file safely: regular files only, never more than max_bytes, never blocking on a FIFO."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        return failed_result(path, "unreadable", type(exc).__name__, _one_line(exc), "read")
+    if not stat.S_ISREG(info.st_mode):
+        return failed_result(path, "not_regular_file", "NotRegularFile",
+                             f"not a regular file (mode {stat.filemode(info.st_mode)})", "read")
+    if info.st_size > max_bytes:
+        return failed_result(path, "too_large", "FileTooLarge",
+                             f"{info.st_size} bytes is over the {max_bytes}-byte cap", "read", size=info.st_size)
+    try:
+        # O_NONBLOCK: if the path was swapped for a FIFO after stat(), open() must not hang.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return failed_result(path, "not_regular_file", "NotRegularFile",
+                                     "not a regular file when opened", "read")
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                data = handle.read(max_bytes + 1)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return failed_result(path, "unreadable", type(exc).__name__, _one_line(exc), "read")
+    if len(data) > max_bytes:
+        return failed_result(path, "too_large", "FileTooLarge", f"grew past the {max_bytes}-byte cap while read",
+                             "read", size=len(data))
+    return data
+
+
+def parse_file(path: str, depth: Depth | str = DEFAULT_DEPTH, max_bytes: int = DEFAULT_MAX_BYTES) -> Result:
+    """Read and parse one replay file; the function worker processes run. Never raises."""
+    started = time.perf_counter()
+    data = read_replay_file(path, max_bytes)
+    if isinstance(data, dict):
+        data["depth_requested"] = depth
+        data["parse_seconds"] = round(time.perf_counter() - started, 4)
+        return data
+    return parse_replay(data, depth, source=path)
