@@ -19,6 +19,8 @@ from replay_cli.result import BuildOrderRow, ChatRow, PlayerRow, PlayerStatsRow,
 # instead of 16 (sc2reader resources.py, `34784 <= self.build`).
 LOTV_FIRST_BUILD = 34784
 LOOPS_PER_GAME_SECOND = 16.0
+# From this build on, ChatEvent.pid is a lobby uid (sc2reader engine/plugins/context.py).
+CHAT_BY_UID_FIRST_BUILD = 24247
 # Before LotV the game clock ran on "Blizzard time": a game second at Faster lasts 1/1.4 real
 # seconds, so one real second is 22.4 loops in both eras at Faster speed.
 FASTER_SPEED_FACTOR = 1.4
@@ -217,7 +219,8 @@ def player_rows(replay: Any, meta: dict[str, Any]) -> list[PlayerRow]:
                 "mmr_lobby": _positive_or_none(getattr(entity, "mmr", None)),
                 "mmr_meta": None if mmr_meta_raw == MMR_UNKNOWN_META else _positive_or_none(mmr_meta_raw),
                 "mmr_meta_raw": mmr_meta_raw,
-                "apm_blizzard": float(apm) if isinstance(apm, (int, float)) and not is_observer else None,
+                # The AI's "APM" in the metadata is always 0: meaningless, so None.
+                "apm_blizzard": float(apm) if isinstance(apm, (int, float)) and is_human and not is_observer else None,
                 "apm_computed": None,
                 "seconds_played": None,
                 "commander": getattr(entity, "commander", None) or None,
@@ -245,19 +248,32 @@ def _channel(message: Any) -> str:
     return "all"
 
 
+def _chat_senders(replay: Any) -> dict[int, Any]:
+    """Map the id a ChatEvent carries to the entity that sent it.
+
+    Since HotS build 24247 ChatEvent.pid is the lobby *uid*, not the player id (peers.md §3);
+    before it, it is the entity's player id. sc2reader resolves message.player only when its
+    engine runs, so the summary depth resolves senders here with the same rule.
+    """
+    versions = getattr(replay, "versions", None) or [0, 0]
+    if versions[1] == 1 or (versions[1] == 2 and replay.build < CHAT_BY_UID_FIRST_BUILD):
+        return {e.pid: e for e in replay.entities if getattr(e, "pid", None) is not None}
+    return {e.uid: e for e in replay.entities if getattr(e, "uid", None) is not None}
+
+
 def chat_rows(replay: Any) -> list[ChatRow]:
     """Build the chat rows from replay.messages (player.messages is never filled)."""
     per_second = loops_per_real_second(replay)
+    senders = _chat_senders(replay)
     rows: list[ChatRow] = []
     for message in replay.messages:
         if getattr(message, "name", "") != "ChatEvent":
             continue
-        # ChatEvent.pid is the lobby *uid*; message.player is resolved from it by sc2reader.
-        sender = getattr(message, "player", None)
+        sender = senders.get(getattr(message, "pid", None))
         sender_is_player = sender is not None and not getattr(sender, "is_observer", False)
         rows.append(
             {
-                "sender_uid": getattr(message, "pid", None),
+                "sender_uid": getattr(sender, "uid", None) if sender is not None else getattr(message, "pid", None),
                 "sender_pid": getattr(sender, "pid", None) if sender_is_player else None,
                 "sender_name": getattr(sender, "name", None) if sender is not None else None,
                 "channel": _channel(message),
