@@ -1,0 +1,160 @@
+"""The store's schema: numbered migrations (frozen once released) and the views `ensure_shape()` keeps current.
+
+A migration is a function `mNNN_<what>(db)`; store.py runs each one that is not yet recorded in
+`_replaycli_migrations`, inside its own BEGIN IMMEDIATE transaction. Never edit a released migration: add the
+next number. The column lists below are schema v1 of result.py written out, so a field added to result.py
+fails `test_tables_match_result_schema` until a new migration adds its column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlite_utils import Database
+
+MIGRATIONS_TABLE = "_replaycli_migrations"
+
+# fmt: off
+# result.py ReplayRow, in declaration order; bools are stored as 0/1 integers.
+REPLAY_COLUMNS: dict[str, Any] = {
+    "sha256": str, "map_name": str, "map_hash": str, "played_at": str, "played_at_raw": str,
+    "utc_offset_hours": float, "duration_s": float, "game_loops": int, "game_speed": str, "release": str,
+    "build": int, "base_build": int, "expansion": str, "region": str, "game_type": str, "category": str,
+    "is_ladder": bool, "is_private": bool, "amm": bool, "competitive": bool, "cooperative": bool,
+    "vs_ai": bool, "has_observers": bool, "player_count": int, "observer_count": int, "winner_team": int,
+    "match_key": str, "random_seed": int, "meta_duration_game_s": int, "depth": str,
+}
+# Store bookkeeping on top of ReplayRow: when, from which path and by which run the row was (re)written.
+REPLAY_EXTRA_COLUMNS: dict[str, Any] = {"stored_at": str, "first_path": str, "stored_run": int}
+
+PLAYER_COLUMNS: dict[str, Any] = {
+    "pid": int, "uid": int, "sid": int, "team": int, "name": str, "clan_tag": str, "toon_handle": str,
+    "region_id": int, "subregion": int, "toon_id": int, "is_human": bool, "is_observer": bool,
+    "is_referee": bool, "ai_difficulty": str, "pick_race": str, "play_race": str, "result": str,
+    "handicap": int, "color": str, "highest_league": int, "combined_race_levels": int, "mmr_lobby": int,
+    "mmr_meta": int, "mmr_meta_raw": int, "apm_blizzard": float, "apm_computed": float,
+    "seconds_played": float, "commander": str, "workers_6m": int, "workers_8m": int, "workers_10m": int,
+    "bases_6m": int, "bases_8m": int, "bases_10m": int, "army_value_8m": int, "supply_blocked_s": float,
+    "spending_quotient": float, "units_lost": int, "units_killed": int,
+}
+CHAT_COLUMNS: dict[str, Any] = {
+    "sender_uid": int, "sender_pid": int, "sender_name": str, "channel": str, "text": str,
+    "game_loop": int, "game_s": float, "real_s": float,
+}
+BUILD_ORDER_COLUMNS: dict[str, Any] = {
+    "pid": int, "kind": str, "name": str, "started_loop": int, "finished_loop": int, "died_loop": int,
+    "started_s": float, "finished_s": float,
+}
+PLAYER_STATS_COLUMNS: dict[str, Any] = {
+    "pid": int, "game_loop": int, "real_s": float, "minerals": int, "vespene": int, "minerals_rate": int,
+    "vespene_rate": int, "workers": int, "supply_used": float, "supply_made": float, "army_value": int,
+    "minerals_lost": int, "vespene_lost": int, "minerals_killed": int, "vespene_killed": int,
+}
+FILE_COLUMNS: dict[str, Any] = {
+    "path": str, "size": int, "mtime_ns": int, "sha256": str, "status": str, "error_kind": str,
+    "error_type": str, "error_message": str, "error_stage": str, "depth": str, "parse_seconds": float,
+    "parser_version": str, "attempts": int, "first_run": int, "last_run": int,
+}
+RUN_COUNT_NAMES: tuple[str, ...] = ("discovered", "parsed", "ok", "partial", "duplicate", "skipped", "failed")
+RUN_COLUMNS: dict[str, Any] = {
+    "id": int, "started_at": str, "finished_at": str, "command": str, "options": str, "workers": int,
+    "depth": str, "counts": str, **{name: int for name in RUN_COUNT_NAMES}, "wall_seconds": float,
+    "files_per_second": float, "exit_code": int, "interrupted": bool,
+}
+# fmt: on
+
+PLAYER_REQUIRED = ("name", "is_human", "is_observer", "is_referee")
+
+# Child tables: name -> (row columns, key column after replay_sha256, or None when the pk is in the row).
+CHILD_TABLES: dict[str, tuple[dict[str, Any], str | None]] = {
+    "players": (PLAYER_COLUMNS, "slot"),
+    "chat": (CHAT_COLUMNS, "seq"),
+    "build_order": (BUILD_ORDER_COLUMNS, "seq"),
+    "player_stats": (PLAYER_STATS_COLUMNS, None),
+}
+
+
+def _create_child(
+    db: Database, name: str, columns: dict[str, Any], seq_column: str | None, not_null: tuple[str, ...] = ()
+) -> None:
+    keys: dict[str, Any] = {"replay_sha256": str}
+    pk: tuple[str, ...] = ("replay_sha256", "pid", "game_loop")
+    if seq_column is not None:
+        keys[seq_column] = int
+        pk = ("replay_sha256", seq_column)
+    db[name].create(  # type: ignore[union-attr]
+        {**keys, **columns},
+        pk=pk,
+        not_null=[*keys, *pk, *not_null],
+        foreign_keys=[("replay_sha256", "replays", "sha256")],
+    )
+
+
+def m001_initial(db: Database) -> None:
+    """Create the replays, child, files and runs tables with their indexes (schema v1)."""
+    db["replays"].create(  # type: ignore[union-attr]
+        {**REPLAY_COLUMNS, **REPLAY_EXTRA_COLUMNS},
+        pk="sha256",
+        not_null=["sha256", "depth", "vs_ai", "has_observers", "player_count", "observer_count"],
+    )
+    for name, (columns, seq_column) in CHILD_TABLES.items():
+        # A players row without a name or flags is a parser bug: fail the batch rather than store it.
+        required = PLAYER_REQUIRED if name == "players" else ()
+        _create_child(db, name, columns, seq_column, required)
+    db["players"].create_index(["region_id", "subregion", "toon_id"])  # type: ignore[union-attr]
+    db["players"].create_index(["toon_handle"])  # type: ignore[union-attr]
+    db["players"].create_index(["name"])  # type: ignore[union-attr]
+    db["build_order"].create_index(["replay_sha256", "pid"])  # type: ignore[union-attr]
+    db["replays"].create_index(["match_key"])  # type: ignore[union-attr]
+    # files.sha256 has no foreign key on purpose: a failed file has no replay row.
+    db["files"].create(FILE_COLUMNS, pk="path", not_null=["path", "status"])  # type: ignore[union-attr]
+    db["files"].create_index(["sha256"])  # type: ignore[union-attr]
+    db["files"].create_index(["status"])  # type: ignore[union-attr]
+    db["runs"].create(RUN_COLUMNS, pk="id", not_null=["id", "started_at"])  # type: ignore[union-attr]
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (m001_initial,)
+
+VIEWS: dict[str, str] = {
+    # One row per 1v1 game: the two non-observer players side by side, lower slot first.
+    "v_1v1": """SELECT r.sha256, r.played_at, r.map_name, r.release, r.base_build, r.region, r.category,
+  r.is_ladder, r.duration_s, r.match_key,
+  p1.name AS p1_name, p1.toon_handle AS p1_toon_handle, p1.play_race AS p1_race, p1.result AS p1_result,
+  coalesce(p1.mmr_meta, p1.mmr_lobby) AS p1_mmr, p1.apm_blizzard AS p1_apm,
+  p2.name AS p2_name, p2.toon_handle AS p2_toon_handle, p2.play_race AS p2_race, p2.result AS p2_result,
+  coalesce(p2.mmr_meta, p2.mmr_lobby) AS p2_mmr, p2.apm_blizzard AS p2_apm
+FROM replays r
+JOIN players p1 ON p1.replay_sha256 = r.sha256 AND p1.is_observer = 0
+JOIN players p2 ON p2.replay_sha256 = r.sha256 AND p2.is_observer = 0 AND p2.slot > p1.slot
+WHERE r.game_type = '1v1' AND r.player_count = 2""",
+    # Every player of every game (observers left out), with the replay fields people filter on.
+    "v_player_games": """SELECT p.replay_sha256, r.played_at, r.map_name, r.game_type, r.category, r.is_ladder,
+  r.release, r.base_build, r.region, r.duration_s, r.match_key, p.slot, p.pid, p.team, p.name, p.clan_tag,
+  p.toon_handle, p.region_id, p.subregion, p.toon_id, p.is_human, p.pick_race, p.play_race, p.result,
+  p.mmr_lobby, p.mmr_meta, p.apm_blizzard, p.apm_computed, p.highest_league, p.workers_8m, p.bases_8m,
+  p.army_value_8m, p.spending_quotient
+FROM players p JOIN replays r ON r.sha256 = p.replay_sha256
+WHERE p.is_observer = 0""",
+    # Every player's copy of one game shares a match_key but not its bytes: group the copies.
+    "matches": """SELECT match_key, count(*) AS copies, min(played_at) AS first_played_at,
+  min(map_name) AS map_name, json_group_array(sha256) AS sha256s
+FROM replays WHERE match_key IS NOT NULL
+GROUP BY match_key""",
+    "v_failures": """SELECT f.path, f.size, f.error_kind, f.error_type, f.error_message, f.error_stage,
+  f.sha256, r.build, r.release, f.parser_version, f.attempts, f.first_run, f.last_run
+FROM files f LEFT JOIN replays r ON r.sha256 = f.sha256
+WHERE f.status = 'failed'""",
+}
+
+
+def stale_views(db: Database) -> list[str]:
+    """Return the names of views that are missing or whose SQL differs from VIEWS."""
+    stored = dict(db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'view'").fetchall())
+    return [name for name, sql in VIEWS.items() if stored.get(name) != f'CREATE VIEW "{name}" AS {sql}']
+
+
+def create_views(db: Database, names: list[str]) -> None:
+    """Create or replace the named views; the caller holds the write transaction."""
+    for name in names:
+        db.create_view(name, VIEWS[name], replace=True)
