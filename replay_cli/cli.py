@@ -7,6 +7,8 @@ not proceed; 130 / 143 interrupted by SIGINT / SIGTERM after committing finished
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from typing import Any
 
@@ -14,6 +16,11 @@ import click
 
 from replay_cli import __version__
 from replay_cli.result import DEFAULT_DEPTH, DEPTHS
+
+# Defaults shared with the library, kept here as literals so `--help` imports nothing heavy.
+DEFAULT_TIMEOUT_S = 30.0  # ingest.DEFAULT_TIMEOUT_S
+DEFAULT_MAX_MEMORY = 1024**3  # ingest.DEFAULT_MAX_MEMORY
+DEFAULT_MAX_BYTES = 50 * 1024**2  # parse.DEFAULT_MAX_BYTES
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 STDIN_MARKER = "-"
@@ -102,3 +109,164 @@ def schema() -> None:
     from replay_cli.schema import shipped_schema_text
 
     click.echo(shipped_schema_text(), nl=False)
+
+
+def _default_workers() -> int:
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def _mebibytes(value: int | None) -> int | None:
+    return None if not value else value * 1024 * 1024
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(allow_dash=True))
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), default="replays.db", envvar="REPLAYCLI_DB",
+              show_default=True, help="SQLite database to write (env REPLAYCLI_DB).")
+@depth_option
+@click.option("-w", "--workers", type=click.IntRange(min=0), default=_default_workers,
+              envvar=["REPLAYCLI_WORKERS", "WORKER_PROCESSES"], show_default="CPU count - 1",
+              help="Worker processes; 0 parses in this process (env REPLAYCLI_WORKERS or WORKER_PROCESSES).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT_S, show_default=True,
+              help="Seconds one file may take before its worker is killed.")
+@click.option("--max-memory", type=click.IntRange(min=0), default=DEFAULT_MAX_MEMORY // 2**20, show_default=True,
+              help="Memory cap per worker in MiB (0: no cap).")
+@click.option("--max-size", type=click.IntRange(min=1), default=DEFAULT_MAX_BYTES // 2**20, show_default=True,
+              help="Files larger than this many MiB are recorded as too_large, never read.")
+@click.option("--force", is_flag=True, help="Re-parse every file, even unchanged ones.")
+@click.option("--retry-failed", is_flag=True, help="Re-parse files that failed or were partial before.")
+@click.option("--null", "null_separated", is_flag=True, help="Paths read from stdin (-) are NUL-separated.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object to stdout at the end.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary on stderr.")
+@click.option("-v", "--verbose", is_flag=True, help="Log one timing line per file on stderr.")
+@click.option("--log-file", type=click.Path(dir_okay=False), help="Append per-file timing lines to this file.")
+def ingest(inputs: tuple[str, ...], db_path: str, depth: str, workers: int, timeout: float, max_memory: int,
+           max_size: int, force: bool, retry_failed: bool, null_separated: bool, as_json: bool, quiet: bool,
+           verbose: bool, log_file: str | None) -> None:
+    """Parse every replay under INPUTS into the database, in parallel and incrementally.
+
+    INPUTS are files and folders (walked recursively); - reads a list of paths from stdin.
+    Unchanged files already stored are skipped, so re-running is cheap and safe; one bad
+    file never stops the batch: it is recorded with its reason (see `replaycli failures`).
+
+    \b
+    Example:
+        replaycli ingest ~/Replays
+        replaycli ingest --depth summary --workers 4 --db pack.db packs/
+        find . -name '*.SC2Replay' -print0 | replaycli ingest --null -
+
+    \b
+    Exit codes: 0 every input stored or skipped; 1 some inputs failed (all others
+    stored); 2 usage error; 3 the run could not proceed (database, worker pool);
+    130/143 interrupted by SIGINT/SIGTERM after committing finished files.
+    """
+    from replay_cli.discover import count_replay_paths, iter_replay_paths
+    from replay_cli.errors import ReplayCliError
+    from replay_cli.ingest import IngestOptions, StopSignals, ingest_paths
+    from replay_cli.render import IngestProgress, error_text, make_console, print_ingest_summary, safe, write_json
+    from replay_cli.store import open_store
+
+    if inputs.count(STDIN_MARKER) > 1:
+        raise click.UsageError("stdin (-) can be read only once.")
+    console = make_console(stderr=True)
+    _configure_logging(verbose, log_file)
+    options = IngestOptions(depth=depth, workers=workers, timeout=timeout, max_memory=_mebibytes(max_memory),
+                            max_bytes=max_size * 2**20, force=force, retry_failed=retry_failed)
+    run_options = {"inputs": list(inputs), "depth": depth, "workers": workers, "timeout": timeout,
+                   "force": force, "retry_failed": retry_failed, "max_memory_mib": max_memory, "max_size_mib": max_size}
+
+    def problem(found: Any) -> None:
+        logging.getLogger("replay_cli.discover").warning("%s: %s", safe(found.path), found.message)
+
+    try:
+        with open_store(db_path) as store, StopSignals() as stop, \
+                IngestProgress(console, enabled=not quiet) as progress:
+            if STDIN_MARKER not in inputs and progress.enabled:
+                progress.discovered(count_replay_paths(inputs))
+            paths = iter_replay_paths(inputs, stdin=sys.stdin.buffer, null_separated=null_separated,
+                                      on_problem=problem)
+            tally = ingest_paths(store, paths, options, progress=progress, should_stop=stop,
+                                 run_options=run_options)
+    except ReplayCliError as exc:
+        if as_json:
+            write_json({"replaycli_result_version": 1, "command": "ingest", "status": "error",
+                        "exit_code": EXIT_FATAL, "db": db_path, "error": str(exc)})
+        console.print(error_text(str(exc)), soft_wrap=True)
+        sys.exit(EXIT_FATAL)
+    summary = tally.as_json()
+    if as_json:
+        write_json(summary)
+    if not quiet:
+        print_ingest_summary(summary, tally.failure_groups, console)
+    sys.exit(tally.exit_code)
+
+
+def _configure_logging(verbose: bool, log_file: str | None) -> None:
+    """Per-file timing lines: on stderr with -v, into a file with --log-file; warnings always."""
+    from replay_cli.render import make_log_handler
+
+    root = logging.getLogger("replay_cli")
+    root.setLevel(logging.INFO)
+    root.addHandler(make_log_handler(level=logging.INFO if verbose else logging.WARNING))
+    if log_file:
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setLevel(logging.INFO)
+        root.addHandler(handler)
+
+
+@cli.command()
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, exists=True), default="replays.db",
+              envvar="REPLAYCLI_DB", show_default=True, help="SQLite database to read.")
+@click.option("--json", "as_json", is_flag=True, help="Print the failures as a JSON array.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most this many.")
+def failures(db_path: str, as_json: bool, limit: int | None) -> None:
+    """List the files that could not be parsed, with their reasons.
+
+    \b
+    Example:
+        replaycli failures
+        replaycli failures --json | jq -r '.[].path'
+    """
+    from replay_cli.render import make_console, print_failures, write_json
+    from replay_cli.store import open_store
+
+    with _opened(open_store, db_path) as store:
+        rows = store.failures(limit)
+    if as_json:
+        write_json(rows)
+    else:
+        print_failures(rows, make_console(stderr=False))
+
+
+@cli.command()
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, exists=True), default="replays.db",
+              envvar="REPLAYCLI_DB", show_default=True, help="SQLite database to read.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+def stats(db_path: str, as_json: bool) -> None:
+    """Summarise the database: replays by build, type and map; players; ingest runs.
+
+    \b
+    Example:
+        replaycli stats --db replays.db
+    """
+    from replay_cli.render import make_console, print_stats, write_json
+    from replay_cli.store import open_store
+
+    with _opened(open_store, db_path) as store:
+        summary = store.summary()
+    if as_json:
+        write_json(summary)
+    else:
+        print_stats(summary, make_console(stderr=False))
+
+
+def _opened(open_store: Any, db_path: str) -> Any:
+    """Open the store for a read command; a broken database is a one-line error (exit 3)."""
+    from replay_cli.errors import ReplayCliError
+
+    try:
+        return open_store(db_path)
+    except ReplayCliError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_FATAL)

@@ -8,6 +8,7 @@ through `safe()` and into `Text` objects, never into a markup string.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
@@ -122,3 +123,134 @@ def print_failures(rows: Iterable[Mapping[str, Any]], console: Console) -> None:
         table.add_row(*map(_cell, (row.get("path"), row.get("error_kind"), row.get("error_type"),
                                    row.get("error_message"), row.get("release"))))
     console.print(table)
+
+
+class IngestProgress:
+    """Live progress for `ingest` on stderr: files done/total, rate, ETA, counts by outcome.
+
+    Shows nothing unless stderr is a terminal (CI logs stay clean) and the run is not quiet.
+    """
+
+    def __init__(self, console: Console, *, enabled: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.enabled = enabled and console.is_terminal
+        self._counts: dict[str, int] = {"ok": 0, "skipped": 0, "duplicate": 0, "partial": 0, "failed": 0}
+        self._progress = Progress(
+            TextColumn("ingest"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[counts]}"),
+            console=console,
+            transient=True,
+            disable=not self.enabled,
+        )
+        self._task = self._progress.add_task("ingest", total=None, rate="", counts="")
+        self._started = 0.0
+
+    def __enter__(self) -> IngestProgress:
+        import time
+
+        self._started = time.monotonic()
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def discovered(self, total: int | None) -> None:
+        self._progress.update(self._task, total=total)
+
+    def skipped(self, count: int) -> None:
+        self._counts["skipped"] += count
+        self._progress.advance(self._task, count)
+
+    def finished(self, result: Mapping[str, Any]) -> None:
+        self._progress.advance(self._task, 1)
+
+    def stored(self, counts: Any) -> None:
+        for key in ("ok", "duplicate", "partial", "failed"):
+            self._counts[key] += getattr(counts, key)
+
+    def refresh(self) -> None:
+        import time
+
+        if not self.enabled:
+            return
+        done = self._progress.tasks[0].completed
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        shown = " ".join(f"{key} {value}" for key, value in self._counts.items() if value)
+        self._progress.update(self._task, rate=f"{done / elapsed:.1f}/s", counts=shown)
+
+
+def print_ingest_summary(summary: Mapping[str, Any], groups: Mapping[tuple[str, str], int],
+                         console: Console) -> None:
+    """Print the end-of-run summary: counts, speed, failures grouped by kind."""
+    counts = summary["counts"]
+    line = Text(f"{summary['status']}: ", style="bold")
+    line.append(", ".join(f"{counts[k]} {k}" for k in counts if counts[k] or k in ("ok", "failed")))
+    line.append(f" in {summary['wall_seconds']:.1f} s ({summary['files_per_second']} files/s)")
+    console.print(line)
+    if groups:
+        table = Table(title="Failures by kind", title_justify="left")
+        for column in ("kind", "type", "files", "examples"):
+            table.add_column(column)
+        for (kind, error_type), count in sorted(groups.items(), key=lambda item: -item[1]):
+            examples = [f["path"] for f in summary["failures"] if (f["kind"], f["type"]) == (kind, error_type)][:3]
+            table.add_row(*map(_cell, (kind, error_type, count)), Text("\n".join(safe(e) for e in examples)))
+        console.print(table)
+        console.print(Text("See them all with: replaycli failures", style="dim"))
+    if summary["status"] == "interrupted":
+        console.print(Text("Interrupted: finished files are committed; re-run to continue.", style="yellow"))
+    console.print(Text(f"database: {safe(summary['db'])} (run {summary['run_id']})", style="dim"))
+
+
+def print_stats(summary: Mapping[str, Any], console: Console) -> None:
+    """Print `replaycli stats`: replays by release, type and map; players; recent runs."""
+    console.print(Text(f"{summary.get('replays', 0)} replays, {summary.get('players', 0)} player rows, "
+                       f"{summary.get('distinct_toons', 0)} distinct accounts", style="bold"))
+    sections = [("by_release", "release"), ("by_game_type", "game type"), ("top_maps", "map"),
+                ("files_by_status", "file status")]
+    for key, label in sections:
+        rows = summary.get(key) or []
+        if isinstance(rows, Mapping):
+            rows = [{label: name, "files": count} for name, count in rows.items()]
+        if not rows:
+            continue
+        table = Table(title=label, title_justify="left")
+        columns = list(rows[0].keys())
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(_cell(row[c]) for c in columns))
+        console.print(table)
+    runs = summary.get("last_runs") or []
+    if runs:
+        table = Table(title="recent ingest runs", title_justify="left")
+        columns = [c for c in ("id", "started_at", "wall_seconds", "parsed", "skipped", "failed", "exit_code")
+                   if c in runs[0]]
+        for column in columns:
+            table.add_column(column)
+        for run in runs:
+            table.add_row(*(_cell(run[c]) for c in columns))
+        console.print(table)
+
+
+def error_text(message: str) -> Text:
+    """Return a one-line 'Error: ...' for stderr."""
+    return Text(f"Error: {safe(message, limit=500)}", style="red")
+
+
+def make_log_handler(level: int) -> logging.Handler:
+    """Return a logging handler that writes safe lines to stderr, above any progress bar."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
+
+    class _SafeFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return safe(super().format(record), limit=1000)
+
+    handler.setFormatter(_SafeFormatter("%(levelname)s %(message)s"))
+    return handler
