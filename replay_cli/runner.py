@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
@@ -75,7 +75,7 @@ def run_parses(
     max_in_flight: int | None = None,
     max_tasks_per_worker: int = 300,
     should_stop: Callable[[], bool] = lambda: False,
-) -> Iterator[Result | None]:
+) -> Generator[Result | None, None, None]:
     """Yield one Result per path in completion order; yield None as an idle tick at least every 0.25 s so the caller can flush and refresh progress.
 
     workers == 0 parses inline in this process: no timeout, no memory cap, no idle ticks during a
@@ -136,7 +136,7 @@ def _run_inline(paths: Iterator[str], parse_fn: ParseFn, depth: str, max_bytes: 
             yield parse_fn(path, depth, max_bytes)
         except MemoryError as exc:
             yield _failure(path, depth, "memory", exc, f"out of memory: {exc}")
-        except Exception as exc:  # the worker boundary: one bad file must not end the batch
+        except Exception as exc:  # noqa: BLE001  # the worker boundary: one bad file must not end the batch
             yield _failure(path, depth, "parse_error", exc, str(exc))
 
 
@@ -176,9 +176,9 @@ class _Driver:
         # One pool.stop(), never per-future cancel(): cancelling made pebble respawn workers
         # during shutdown (SemLock FileNotFoundError traceback, reliability.md "Signals").
         try:
-            pool.stop()
+            pool.stop()  # type: ignore[no-untyped-call]  # pebble leaves stop() unannotated
             pool.join(timeout=JOIN_TIMEOUT_S)
-        except Exception as exc:  # a broken pool may fail to join; its workers are terminated anyway
+        except Exception as exc:  # noqa: BLE001  # a broken pool may fail to join; workers are terminated anyway
             log.warning("worker pool did not shut down cleanly: %s: %s", type(exc).__name__, exc)
 
     def drive(self, paths: Iterator[str], should_stop: Callable[[], bool]) -> Iterator[Result | None]:

@@ -1,0 +1,269 @@
+"""Runner tests on real pebble pools and real processes (reliability.md §5, cases 16-18)."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing.forkserver
+import multiprocessing.resource_tracker
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Workers unpickle tests.faults.fault_parse by reference: the repo root must be on sys.path before
+# the fork server starts, because the fork server copies sys.path once (with preload modules set).
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from replay_cli import runner
+from replay_cli.result import Result
+from replay_cli.runner import PoolUnrecoverable, run_parses
+from tests.faults import CRASHED_SUFFIX, fault_parse
+
+MiB = 1024 * 1024
+REAL_REPLAYS = 10
+TIMING_FIELDS = ("parse_seconds", "cpu_seconds")
+
+Outcome = tuple[str, str, str | None]
+
+
+def _files(directory: Path, names: list[str]) -> list[str]:
+    """Create empty files and return their paths."""
+    paths = []
+    for name in names:
+        path = directory / name
+        path.touch()
+        paths.append(str(path))
+    return paths
+
+
+def _run(paths: Any, **overrides: Any) -> list[Result]:
+    """Run the fault parser over paths and return the Results (ticks dropped)."""
+    options: dict[str, Any] = {"depth": "stats", "workers": 2, "timeout": 5.0, "max_memory": 512 * MiB,
+                               "max_bytes": 50 * MiB, "parse_fn": fault_parse}
+    options.update(overrides)
+    return [result for result in run_parses(paths, **options) if result is not None]
+
+
+def _outcome(result: Result) -> Outcome:
+    """Reduce a Result to (path, status, error kind)."""
+    assert result["source"] is not None
+    return result["source"], result["status"], result["error"]["kind"] if result["error"] else None
+
+
+def _children(pid: int) -> list[int]:
+    """Return the live child pids of pid, read from /proc."""
+    found = []
+    for tasks in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(child) for child in tasks.read_text().split()]
+        except OSError:
+            continue
+    return [child for child in found if _alive(child)]
+
+
+def _alive(pid: int) -> bool:
+    """Return whether pid exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _helpers() -> set[int]:
+    """Return the pids of the long-lived multiprocessing helpers (fork server, resource tracker)."""
+    pids = {getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None),
+            getattr(multiprocessing.resource_tracker._resource_tracker, "_pid", None)}
+    return {pid for pid in pids if pid}
+
+
+def _workers() -> list[int]:
+    """Return every live descendant of this process except the multiprocessing helpers."""
+    helpers, found, todo = _helpers(), [], [os.getpid()]
+    while todo:
+        for child in _children(todo.pop()):
+            todo.append(child)
+            if child not in helpers:
+                found.append(child)
+    return found
+
+
+def _wait_gone(pids: list[int], within_s: float = 3.0) -> list[int]:
+    """Wait until none of pids is alive; return the survivors."""
+    deadline = time.monotonic() + within_s
+    while (alive := [pid for pid in pids if _alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive
+
+
+def test_mixed_fault_batch_attributes_every_file(tmp_path: Path) -> None:
+    ok = _files(tmp_path, [f"ok{i:02}.SC2Replay" for i in range(20)])
+    faults = _files(tmp_path, [f"{name}.SC2Replay" for name in
+                               ("hang", "segv", "exit", "selfkill", "memory", "raise", "sleep")])
+    started = time.monotonic()
+    results = _run(ok[:10] + faults + ok[10:], timeout=2.0)
+    elapsed = time.monotonic() - started
+
+    sources = [str(result["source"]) for result in results]
+    assert sorted(sources) == sorted(ok + faults)  # each path exactly once
+    by_name = {Path(str(result["source"])).stem: result for result in results}
+    assert {_outcome(by_name[Path(path).stem])[1] for path in ok} == {"ok"}
+    assert by_name["sleep"]["status"] == "ok"
+    expected = {"hang": "timeout", "segv": "worker_crash", "exit": "worker_crash", "selfkill": "worker_crash",
+                "memory": "memory", "raise": "parse_error"}
+    assert {name: by_name[name]["error"]["kind"] for name in expected} == expected  # type: ignore[index]
+    messages = {name: by_name[name]["error"]["message"] for name in expected}  # type: ignore[index]
+    assert "SIGSEGV" in messages["segv"] and "SIGKILL" in messages["selfkill"]
+    assert "code 3" in messages["exit"]
+    for name in ("hang", "segv", "exit", "selfkill"):
+        assert "confirmed alone" in messages[name]
+    assert by_name["raise"]["error"]["type"] == "ValueError"  # type: ignore[index]
+    assert all("\n" not in message for message in messages.values())
+    assert elapsed < 30
+    assert _wait_gone(_workers()) == []
+
+
+def test_inline_and_pool_agree(tmp_path: Path) -> None:
+    paths = _files(tmp_path, [f"ok{i}.SC2Replay" for i in range(8)] + ["raise.SC2Replay", "sleep.SC2Replay"])
+    inline = {_outcome(result) for result in _run(paths, workers=0)}
+    pooled = {_outcome(result) for result in _run(paths, workers=2)}
+    assert inline == pooled
+    assert len(pooled) == len(paths)
+    assert (paths[-2], "failed", "parse_error") in pooled
+
+
+def test_pool_start_failure_falls_back_inline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    def refuse(*_args: Any, **_kwargs: Any) -> None:
+        raise OSError("no processes for you")
+
+    monkeypatch.setattr(runner, "ProcessPool", refuse)
+    paths = _files(tmp_path, ["a.SC2Replay", "raise.SC2Replay"])
+    with caplog.at_level(logging.WARNING, logger="replay_cli.runner"):
+        results = _run(paths)
+    assert {_outcome(result) for result in results} == {(paths[0], "ok", None),
+                                                          (paths[1], "failed", "parse_error")}
+    assert "parsing in this process" in caplog.text
+
+
+def test_idle_worker_sigkill_is_survived(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    paths = _files(tmp_path, [f"ok{i}.SC2Replay" for i in range(8)])
+    killed: list[int] = []
+
+    def lazily() -> Iterator[str]:
+        for index, path in enumerate(paths):
+            if index == 3:
+                # One task in flight at a time: the pool is idle here. pebble then raises
+                # RuntimeError from the next schedule() (reliability.md §1, deterministic).
+                killed.append(_workers()[0])
+                os.kill(killed[0], signal.SIGKILL)
+                time.sleep(0.5)
+            yield path
+
+    with caplog.at_level(logging.WARNING, logger="replay_cli.runner"):
+        results = _run(lazily(), max_in_flight=1)
+    assert sorted(_outcome(result) for result in results) == [(path, "ok", None) for path in paths]
+    assert killed and "rebuilding" in caplog.text
+
+
+def _stop_after(count: int, results: list[Result]) -> Callable[[], bool]:
+    """Return a should_stop that turns true once count results were collected."""
+    return lambda: len(results) >= count
+
+
+def test_should_stop_returns_promptly_and_leaves_no_workers(tmp_path: Path) -> None:
+    paths = _files(tmp_path, [f"sleep{i:02}.SC2Replay" for i in range(40)])
+    results: list[Result] = []
+    seen_workers: list[int] = []
+    stop_at = 0.0
+    for result in run_parses(paths, depth="stats", workers=2, timeout=5.0, max_memory=None,
+                             max_bytes=MiB, parse_fn=fault_parse, should_stop=_stop_after(4, results)):
+        if result is None:
+            continue
+        assert len(results) < 4, "a result was yielded after should_stop() turned true"
+        results.append(result)
+        if len(results) == 4:
+            seen_workers = _workers()
+            stop_at = time.monotonic()
+    stop_latency = time.monotonic() - stop_at
+    assert stop_latency < 2.0
+    assert len(results) == 4 and len({r["source"] for r in results}) == 4
+    assert seen_workers and _wait_gone(seen_workers) == []
+    assert _workers() == []
+
+
+def test_closing_the_generator_kills_the_workers(tmp_path: Path) -> None:
+    paths = _files(tmp_path, [f"sleep{i:02}.SC2Replay" for i in range(20)])
+    results = run_parses(paths, depth="stats", workers=2, timeout=5.0, max_memory=None, max_bytes=MiB,
+                         parse_fn=fault_parse)
+    first = next(result for result in results if result is not None)
+    assert first["status"] == "ok"
+    workers = _workers()
+    assert workers
+    results.close()
+    assert _wait_gone(workers) == []
+    assert _workers() == []
+
+
+def test_recheck_clears_a_file_that_crashed_beside_others(tmp_path: Path) -> None:
+    paths = _files(tmp_path, [f"ok{i}.SC2Replay" for i in range(5)] + ["flaky.SC2Replay"])
+    outcomes = {_outcome(result) for result in _run(paths)}
+    assert outcomes == {(path, "ok", None) for path in paths}
+    assert Path(paths[-1] + CRASHED_SUFFIX).exists()  # it did crash once, in the main pass
+
+
+def test_stall_watchdog_rebuilds_then_gives_up_on_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    # Stall after 1 s instead of timeout + 30 s; the 5 s pebble timeout never fires first.
+    monkeypatch.setattr(runner, "STALL_GRACE_S", -4.0)
+    paths = _files(tmp_path, ["ok1.SC2Replay", "hang.SC2Replay", "ok2.SC2Replay"])
+    with caplog.at_level(logging.WARNING, logger="replay_cli.runner"):
+        outcomes = {_outcome(result) for result in _run(paths, timeout=5.0)}
+    assert outcomes == {(paths[0], "ok", None), (paths[1], "failed", "pool_broken"), (paths[2], "ok", None)}
+    assert caplog.text.count("rebuilding") == 2
+    assert _wait_gone(_workers()) == []
+
+
+def test_failing_initializer_raises_pool_unrecoverable(tmp_path: Path) -> None:
+    # A 1-byte address-space cap: every worker dies in its initializer (reliability.md §5, case 18).
+    paths = _files(tmp_path, [f"ok{i:02}.SC2Replay" for i in range(20)])
+    results: list[Result] = []
+    started = time.monotonic()
+    with pytest.raises(PoolUnrecoverable, match="3 times in a row"):
+        for result in run_parses(paths, depth="stats", workers=2, timeout=5.0, max_memory=1, max_bytes=MiB,
+                                 parse_fn=fault_parse, max_in_flight=4):
+            if result is not None:
+                results.append(result)
+    assert time.monotonic() - started < 20
+    # The first window went through two breakages; the third breakage ends the run.
+    assert len(results) == 4 and {_outcome(result)[2] for result in results} == {"pool_broken"}
+    assert _wait_gone(_workers()) == []
+
+
+
+
+def _comparable(result: Result) -> dict[str, Any]:
+    """Drop the fields that differ from run to run."""
+    return {key: value for key, value in result.items() if key not in TIMING_FIELDS}
+
+
+def test_real_replays_pool_matches_inline(corpus: Path) -> None:
+    # `corpus` (conftest.py) skips with a message when the folder is absent; REPLAYCLI_TEST_REPLAYS overrides.
+    found = sorted(str(path) for path in corpus.rglob("*.SC2Replay"))
+    paths = found[:: max(1, len(found) // REAL_REPLAYS)][:REAL_REPLAYS]  # spread over the corpus's sources
+    options: dict[str, Any] = {"depth": "stats", "timeout": 60.0, "max_memory": 2048 * MiB, "max_bytes": 50 * MiB}
+    pooled = [r for r in run_parses(paths, workers=2, **options) if r is not None]
+    inline = [r for r in run_parses(paths, workers=0, **options) if r is not None]
+    assert sorted(str(r["source"]) for r in pooled) == sorted(paths)
+
+    def key(result: Result) -> str:
+        return str(result["source"])
+
+    assert [_comparable(r) for r in sorted(pooled, key=key)] == [_comparable(r) for r in sorted(inline, key=key)]
