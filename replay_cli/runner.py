@@ -39,7 +39,9 @@ IN_FLIGHT_PER_WORKER = 3  # §4: keep 2-4 x workers futures in flight
 JOIN_TIMEOUT_S = 5.0
 WATCHDOG_POLL_S = 0.5  # fallback parent check where os.pidfd_open is missing
 # Import once in the fork server, not in every worker: `import sc2reader` costs 0.3-0.6 s per
-# process (reliability.md §1, start-up) and parse.py imports it lazily. Missing modules are skipped.
+# process (reliability.md §1, start-up) and parse.py imports it lazily. The fork server skips
+# modules that fail to import. ("__main__" is left out: CPython 3.11's fork server never receives
+# the main path, so workers re-import the entry script regardless.)
 PRELOAD_MODULES = ["replay_cli.parse", __name__, "sc2reader"]
 # Exceptions that mean "the pool itself failed" rather than "this file failed": pebble raises
 # RuntimeError from schedule() after an idle worker is SIGKILLed and aborts every future with
@@ -177,6 +179,8 @@ class _Driver:
         # during shutdown (SemLock FileNotFoundError traceback, reliability.md "Signals").
         try:
             pool.stop()  # type: ignore[no-untyped-call]  # pebble leaves stop() unannotated
+            # pebble ignores the timeout for a stopped pool: each worker gets SIGTERM, then SIGKILL
+            # after 3 s (pebble CONSTS.term_timeout), so a worker stuck in C code costs up to 3 s.
             pool.join(timeout=JOIN_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001  # a broken pool may fail to join; workers are terminated anyway
             log.warning("worker pool did not shut down cleanly: %s: %s", type(exc).__name__, exc)

@@ -164,7 +164,7 @@ def test_idle_worker_sigkill_is_survived(tmp_path: Path, caplog: pytest.LogCaptu
                 # RuntimeError from the next schedule() (reliability.md §1, deterministic).
                 killed.append(_workers()[0])
                 os.kill(killed[0], signal.SIGKILL)
-                time.sleep(0.5)
+                time.sleep(1.0)  # pebble's manager notices within 0.1 s; leave room for a loaded machine
             yield path
 
     with caplog.at_level(logging.WARNING, logger="replay_cli.runner"):
