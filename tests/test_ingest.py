@@ -150,6 +150,7 @@ EXPECTED_AWKWARD = {
 
 def _canonical(statuses: dict[str, str]) -> dict[str, str]:
     """Byte-identical copies: whichever finishes first is stored, the other is the duplicate."""
+    statuses = dict(statuses)  # never mutate the caller's dict (EXPECTED_AWKWARD is shared)
     copies = ("plain.SC2Replay", "copy of plain.sc2replay")
     pair = sorted(statuses.pop(name) for name in copies)
     return {**statuses, "copies": ",".join(pair)}
