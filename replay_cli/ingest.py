@@ -27,6 +27,10 @@ log = logging.getLogger("replay_cli.ingest")
 
 FLUSH_EVERY_RESULTS = 100
 FLUSH_EVERY_S = 1.0
+# Arcade games can carry 17,000 build-order rows each: a row budget keeps the buffer, and so
+# the main process's peak memory, flat whatever the replays hold (benchmarks/ingest.py).
+FLUSH_EVERY_ROWS = 50_000
+CHILD_ROW_KEYS = ("players", "chat", "build_order", "player_stats")
 DEFAULT_TIMEOUT_S = 30.0  # about 15x the slowest real replay (reliability.md §1)
 DEFAULT_MAX_MEMORY = 1024**3  # RLIMIT_AS per worker: about 12x the worst real footprint
 MAX_FAILURES_LISTED = 1000  # in the --json summary; the database keeps all of them
@@ -223,6 +227,7 @@ def ingest_paths(
     pending_stats: dict[str, FileStat] = {}  # paths handed to the runner, until their result
     ready: list[tuple[FileStat, Result]] = []  # failures decided here, without a worker
     batch: list[tuple[FileStat, Result]] = []
+    batch_rows = 0
     last_flush = time.monotonic()
 
     def to_parse() -> Iterator[str]:
@@ -241,7 +246,8 @@ def ingest_paths(
                     yield path
 
     def flush() -> None:
-        nonlocal last_flush
+        nonlocal last_flush, batch_rows
+        batch_rows = 0
         if batch:
             stored = store.save_batch(batch, run_id, replace=options.force)
             batch.clear()
@@ -250,7 +256,9 @@ def ingest_paths(
         last_flush = time.monotonic()
 
     def take(file_stat: FileStat, result: Result) -> None:
+        nonlocal batch_rows
         batch.append((file_stat, result))
+        batch_rows += sum(len(result[key]) for key in CHILD_ROW_KEYS)  # type: ignore[literal-required]
         tally.record(result)
         sink.finished(result)
         log.info("%s %s %.3fs %s", result["status"], result["source"], result["parse_seconds"],
@@ -267,7 +275,8 @@ def ingest_paths(
             if result is not None:
                 take(pending_stats.pop(result["source"] or ""), result)
             sink.refresh()
-            if len(batch) >= FLUSH_EVERY_RESULTS or time.monotonic() - last_flush >= FLUSH_EVERY_S:
+            if (len(batch) >= FLUSH_EVERY_RESULTS or batch_rows >= FLUSH_EVERY_ROWS
+                    or time.monotonic() - last_flush >= FLUSH_EVERY_S):
                 flush()
         while ready:
             take(*ready.pop())

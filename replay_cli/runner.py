@@ -7,6 +7,7 @@ shared/research/reliability.md §1 and §4. This module never touches SQLite or 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import itertools
 import logging
 import multiprocessing
 import os
@@ -86,6 +87,12 @@ def run_parses(
     Raises PoolUnrecoverable after MAX_BREAKAGES_WITHOUT_PROGRESS pool breakages in a row.
     """
     path_iter = iter(paths)
+    # Start no pool until there is something to parse: an unchanged re-run skips every file,
+    # and starting workers that preload sc2reader would double its cost (benchmarks/ingest.py).
+    first = next(path_iter, None)
+    if first is None:
+        return
+    path_iter = itertools.chain([first], path_iter)
     if workers <= 0:
         yield from _run_inline(path_iter, parse_fn, depth, max_bytes, should_stop)
         return

@@ -13,6 +13,7 @@ re-reads the table schema and opens a SAVEPOINT per call.
 from __future__ import annotations
 
 import json
+import operator
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -66,6 +67,8 @@ def _child_insert(table: str) -> str:
 
 
 _CHILD_INSERTS = {table: _child_insert(table) for table in CHILD_TABLES}
+# Every child table has several columns, so each getter returns a tuple.
+_ROW_GETTERS = {table: operator.itemgetter(*columns) for table, (columns, _) in CHILD_TABLES.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,13 +294,14 @@ class Store:
         self._conn.execute(_REPLAY_UPSERT, (*values, stored_at, first_path, run_id))
         for table, (columns, seq_column) in CHILD_TABLES.items():
             rows: list[dict[str, Any]] = result[table]  # type: ignore[literal-required]
-            self._conn.executemany(
-                _CHILD_INSERTS[table],
-                (
-                    (sha, *((seq,) if seq_column else ()), *(row.get(column) for column in columns))
-                    for seq, row in enumerate(rows)
-                ),
-            )
+            # itemgetter builds each tuple in C: the main process is the one writer, and at
+            # stats depth its per-row cost decides how much CPU the workers are left.
+            values_of = _ROW_GETTERS[table]
+            if seq_column:
+                params = ((sha, seq, *values_of(row)) for seq, row in enumerate(rows))
+            else:
+                params = ((sha, *values_of(row)) for row in rows)
+            self._conn.executemany(_CHILD_INSERTS[table], params)
 
     def _upsert_file(
         self, stat: FileStat, result: Result, run_id: int, status: str, depth: str | None

@@ -267,3 +267,18 @@ def test_real_replays_pool_matches_inline(corpus: Path) -> None:
         return str(result["source"])
 
     assert [_comparable(r) for r in sorted(pooled, key=key)] == [_comparable(r) for r in sorted(inline, key=key)]
+
+
+def test_nothing_to_parse_starts_no_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unchanged re-run skips every file: it must not pay for starting workers."""
+    started: list[int] = []
+    real_pool = runner.ProcessPool
+
+    def counting_pool(*args: Any, **kwargs: Any) -> Any:
+        started.append(1)
+        return real_pool(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "ProcessPool", counting_pool)
+    results = list(run_parses(iter([]), depth="summary", workers=2, timeout=5, max_memory=None,
+                              max_bytes=1024, parse_fn=fault_parse))
+    assert results == [] and started == []
