@@ -50,6 +50,8 @@ DEFAULT_MAX_BYTES = 50 * 1024 * 1024  # real replays are under 3 MB; bigger is a
 MAX_MESSAGE_CHARS = 300
 # sc2reader's message when no reader matches the build (resources.py `_get_reader`).
 UNSUPPORTED_BUILD_MARKER = "could not found for build"
+# sc2reader's MPQError message when the container itself cannot be opened (resources.py).
+MPQ_OPEN_FAILED = "Unable to construct the MPQArchive"
 # Failures a shallower depth cannot repair; a bomb must not get a second go either.
 FINAL_ERROR_KINDS = frozenset({"memory", "invalid_replay", "unsupported_build"})
 
@@ -96,15 +98,22 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
 
 
+def _type_name(exc: BaseException) -> str:
+    """Return the exception's class name; module-qualified when bare (struct.error, zlib.error)."""
+    name = type(exc).__name__
+    return f"{type(exc).__module__}.{name}" if name == "error" else name
+
+
 def _classify(exc: BaseException, depth: str) -> ErrorInfo:
     """Turn an exception raised while parsing at `depth` into a stable error kind and stage."""
     stage = depth
+    cause = exc.args[1] if len(exc.args) == 2 and isinstance(exc.args[1], BaseException) else exc.__cause__
     if isinstance(exc, _InvalidReplay) and depth == "summary":
         stage = "validate"
-    elif type(exc).__name__ == "MPQError":
+    elif type(exc).__name__ == "MPQError" and str(exc.args[0] if exc.args else "").startswith(MPQ_OPEN_FAILED):
         stage = "archive"  # the MPQ container itself is broken: no depth can read it
-    if isinstance(exc, MemoryError):
-        kind = "memory"
+    if isinstance(exc, MemoryError) or isinstance(cause, MemoryError):
+        kind = "memory"  # mpyq wraps a bomb's MemoryError in MPQError: the cause decides
     elif isinstance(exc, _InvalidReplay):
         # At a deeper depth this is sc2reader losing the players (resumed games turn them into
         # observers at level 3): a failure of that stage, not proof that there is no game.
@@ -113,7 +122,7 @@ def _classify(exc: BaseException, depth: str) -> ErrorInfo:
         kind = "unsupported_build"
     else:
         kind = "parse_error"
-    error_type = "InvalidReplay" if isinstance(exc, _InvalidReplay) else type(exc).__name__
+    error_type = "InvalidReplay" if isinstance(exc, _InvalidReplay) else _type_name(exc)
     return {"kind": kind, "type": error_type, "message": _one_line(exc), "stage": stage}
 
 

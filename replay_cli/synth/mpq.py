@@ -17,7 +17,7 @@ from __future__ import annotations
 import bz2
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 USER_DATA_MAGIC = b"MPQ\x1b"
@@ -140,12 +140,19 @@ def _hash_table_size(file_count: int) -> int:
 
 
 def build_archive(
-    members: Sequence[tuple[str, bytes]], user_data: bytes, compression: str = "bzip2"
+    members: Sequence[tuple[str, bytes]],
+    user_data: bytes,
+    compression: str = "bzip2",
+    *,
+    precompressed: Mapping[str, tuple[bytes, int]] | None = None,
 ) -> bytes:
     """Build an MPQ archive holding ``members`` plus a ``(listfile)``.
 
     ``user_data`` is stored in the 'MPQ\\x1b' user-data block (SC2 keeps the
     replay header struct there); ``compression`` is "bzip2" or "zlib".
+    ``precompressed`` replaces members by (stored block with its compression
+    byte, claimed uncompressed size): how tests build decompression bombs
+    without ever holding the gigabyte they expand to.
     """
     if compression not in COMPRESSORS:
         raise ValueError(f"unknown compression {compression!r}")
@@ -159,7 +166,14 @@ def build_archive(
     block_entries = []
     offset = ARCHIVE_HEADER_SIZE
     packed: dict[bytes, tuple[bytes, int]] = {}  # .backup members repeat data
-    for _, data in all_members:
+    for name, data in all_members:
+        if precompressed and name in precompressed:
+            stored, size = precompressed[name]
+            flags = MPQ_FILE_EXISTS | MPQ_FILE_SINGLE_UNIT | MPQ_FILE_COMPRESS
+            block_entries.append((offset, len(stored), size, flags))
+            body += stored
+            offset += len(stored)
+            continue
         if data not in packed:
             packed[data] = _pack_block(data, compression)
         stored, flags = packed[data]
