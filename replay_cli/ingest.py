@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from replay_cli.parse import DEFAULT_MAX_BYTES, failed_result, parse_file
 from replay_cli.result import DEFAULT_DEPTH, DEPTHS, STATUS_FAILED, Result
-from replay_cli.runner import run_parses
+from replay_cli.runner import PoolUnrecoverable, run_parses
 from replay_cli.store import LOOKUP_CHUNK, BatchCounts, FileRecord, FileStat, Store
 
 log = logging.getLogger("replay_cli.ingest")
@@ -281,6 +281,14 @@ def ingest_paths(
         while ready:
             take(*ready.pop())
         flush()
+    except PoolUnrecoverable:
+        # The workers keep dying: keep everything that finished, record the run, then fail.
+        while ready:
+            take(*ready.pop())
+        flush()
+        store.finish_run(run_id, {key: tally.counts[key] for key in COUNT_KEYS},
+                         time.monotonic() - started, EXIT_FATAL, False)
+        raise
     finally:
         tally.wall_seconds = time.monotonic() - started
         if should_stop():

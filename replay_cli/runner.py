@@ -340,6 +340,10 @@ def _describe_exit(exitcode: int | None) -> str:
 
 def _init_worker(max_memory: int | None, parent_pid: int) -> None:
     """Cap memory, ignore Ctrl-C, silence sc2reader and die with the parent."""
+    # Workers never talk to the user: their failures come back as data. pebble logs an
+    # initializer error on the root logger, which without a handler prints a traceback to
+    # the terminal; the parent reports the broken pool in one line instead.
+    logging.getLogger().addHandler(logging.NullHandler())
     if max_memory:
         # RLIMIT_AS turns decompression bombs into MemoryError inside this worker (§3).
         _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
