@@ -1,0 +1,117 @@
+"""When the run itself cannot proceed: disk full, a locked database, workers that cannot live."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REAL = ["tests/replays/1v1.SC2Replay", "tests/replays/2v2.SC2Replay", "tests/replays/1v1_obs.SC2Replay"]
+DISK_FULL_BYTES = 256 * 1024  # the database may not grow past this: enough to open, not to store
+
+
+def _cli(*args: str, limit_file_size: int | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    def _limit() -> None:
+        if limit_file_size is not None:
+            # A write past RLIMIT_FSIZE fails with EFBIG, as on a full disk, once SIGXFSZ is ignored.
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size, limit_file_size))
+
+    return subprocess.run([sys.executable, "-m", "replay_cli", *args], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=timeout, preexec_fn=_limit)
+
+
+def _consistent(db_path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+    assert conn.execute(
+        "select count(*) from replays r where not exists (select 1 from players p where p.replay_sha256 = r.sha256)"
+    ).fetchone()[0] == 0
+    return conn
+
+
+def _one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error:")]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]
+
+
+@pytest.fixture
+def inputs(tmp_path: Path, replay) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index, suffix in enumerate(REAL):
+        shutil.copy(replay(suffix), folder / f"{index}.SC2Replay")
+    return folder
+
+
+def test_disk_full_is_exit_3_and_nothing_half_written(tmp_path: Path, inputs: Path):
+    db_path = tmp_path / "full.db"
+    proc = _cli("ingest", str(inputs), "--db", str(db_path), "--workers", "0", "--depth", "stats",
+                limit_file_size=DISK_FULL_BYTES)
+    assert proc.returncode == 3, proc.stderr
+    message = _one_line_error(proc)
+    assert str(db_path) in message
+    _consistent(db_path)
+    # Room again: the same command completes and converges.
+    assert _cli("ingest", str(inputs), "--db", str(db_path), "--workers", "0", "--depth", "stats").returncode == 0
+    assert _consistent(db_path).execute("select count(*) from replays").fetchone()[0] == len(REAL)
+
+
+def test_database_held_by_another_writer_is_exit_3_not_a_hang(tmp_path: Path, inputs: Path):
+    db_path = tmp_path / "locked.db"
+    assert _cli("ingest", str(inputs / "0.SC2Replay"), "--db", str(db_path), "--workers", "0",
+                "--depth", "summary").returncode == 0
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("begin exclusive")
+    try:
+        proc = _cli("ingest", str(inputs), "--db", str(db_path), "--workers", "0", "--depth", "summary",
+                    "--force")
+    finally:
+        holder.execute("rollback")
+        holder.close()
+    assert proc.returncode == 3
+    assert "locked" in _one_line_error(proc)
+    assert _consistent(db_path).execute("select count(*) from replays").fetchone()[0] == 1
+
+
+def test_a_long_reader_does_not_block_ingest(tmp_path: Path, inputs: Path):
+    db_path = tmp_path / "read.db"
+    assert _cli("ingest", str(inputs / "0.SC2Replay"), "--db", str(db_path), "--workers", "0",
+                "--depth", "summary").returncode == 0
+    reader = sqlite3.connect(db_path, isolation_level=None)
+    reader.execute("begin")
+    assert reader.execute("select count(*) from replays").fetchone()[0] == 1  # holds a read snapshot
+    try:
+        proc = _cli("ingest", str(inputs), "--db", str(db_path), "--workers", "0", "--depth", "summary")
+    finally:
+        reader.execute("rollback")
+        reader.close()
+    assert proc.returncode == 0, proc.stderr
+    assert _consistent(db_path).execute("select count(*) from replays").fetchone()[0] == len(REAL)
+
+
+def test_workers_that_cannot_start_commit_what_is_known_and_exit_3(tmp_path: Path, inputs: Path):
+    """A 1 MiB address-space cap kills every worker at start: the pool is unrecoverable."""
+    for index in range(3 * len(REAL)):  # enough paths for three breakages with 2 workers
+        shutil.copy(inputs / f"{index % len(REAL)}.SC2Replay", inputs / f"more-{index}.SC2Replay")
+    os.mkfifo(inputs / "fifo.SC2Replay")  # decided in the main process, before any worker
+    db_path = tmp_path / "pool.db"
+    proc = _cli("ingest", str(inputs), "--db", str(db_path), "--workers", "2", "--max-memory", "1",
+                "--depth", "summary")
+    assert proc.returncode == 3, proc.stderr
+    assert "worker" in _one_line_error(proc).lower()
+    conn = _consistent(db_path)
+    assert conn.execute("select status, error_kind from files where path like '%fifo.SC2Replay'").fetchall() == [
+        ("failed", "not_regular_file")
+    ]
+    assert conn.execute("select exit_code from runs").fetchall() == [(3,)]
