@@ -1,0 +1,67 @@
+"""Untrusted text is stored verbatim and never interpreted by a terminal or by rich."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+HOSTILE_SAMPLE = "05-hostile.SC2Replay"
+HOSTILE_NAMES = {"[bold red]x[/]", "\x1b[31mRedAlert\x1b[0m", "'); DROP TABLE replays;--", "Quote\"Name's"}
+HOSTILE_FILE = "[bold]boom[blink] \x1b[5mblink.SC2Replay"  # no "/": it is a file name
+RAW_CONTROL_BYTES = (b"\x1b", b"\x07", b"\x9b")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    # COLUMNS keeps rich from cutting the names short, so the check sees them whole.
+    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "400"}
+    return subprocess.run([sys.executable, "-m", "replay_cli", *args], capture_output=True, env=env,
+                          stdin=subprocess.DEVNULL, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def hostile_db(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("hostile")
+    shutil.copy(SAMPLES / HOSTILE_SAMPLE, folder / HOSTILE_SAMPLE)
+    (folder / HOSTILE_FILE).write_bytes(b"MPQ\x1b broken")
+    db_path = folder / "h.db"
+    proc = _run("ingest", str(folder), "--db", str(db_path), "--workers", "0")
+    assert proc.returncode == 1, proc.stderr
+    for raw in RAW_CONTROL_BYTES:
+        assert raw not in proc.stderr
+    assert b"[bold]boom[blink]" in proc.stderr  # markup shown literally, not rendered
+    return db_path
+
+
+def test_hostile_text_is_stored_verbatim(hostile_db: Path):
+    conn = sqlite3.connect(hostile_db)
+    names = {row[0] for row in conn.execute("select name from players")}
+    assert HOSTILE_NAMES <= names
+    assert conn.execute("select map_name from replays").fetchone()[0] == "Map'; DROP TABLE maps;--"
+    assert {row[0] for row in conn.execute("select text from chat")} == {"\x1b[2J\x1b[Hcleared"}
+    assert conn.execute("select count(*) from replays").fetchone()[0] == 1  # the SQL did nothing
+    failed = conn.execute("select path from files where status = 'failed'").fetchone()[0]
+    assert failed.endswith(HOSTILE_FILE)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["stats"], ["failures"], ["parse", str(SAMPLES / HOSTILE_SAMPLE)], ["parse", str(SAMPLES / HOSTILE_SAMPLE),
+                                                                        "--depth", "summary"]],
+)
+def test_every_human_output_escapes_control_characters(hostile_db: Path, command: list[str]):
+    args = [*command, "--db", str(hostile_db)] if command[0] != "parse" else command
+    proc = _run(*args)
+    assert proc.returncode == 0, proc.stderr
+    output = proc.stdout + proc.stderr
+    for raw in RAW_CONTROL_BYTES:
+        assert raw not in output, (command, raw)
+    if command[0] == "parse":
+        assert b"[bold red]x[/]" in output and b"\\x1b[31mRedAlert" in output
+    if command[0] == "failures":
+        assert b"\\x1b[5mblink" in output
