@@ -168,6 +168,23 @@ class StopSignals:
         return self.signum is not None
 
 
+# Where parsing happens: paths in, one Result per path out (None = an idle tick), in any order.
+# The local process pool and a Dask cluster (cluster.py) are the two implementations; the
+# ingest loop, the store and the progress display never know which one runs.
+ParseBackend = Callable[[Iterator[str], Callable[[], bool]], Iterator["Result | None"]]
+
+
+def local_backend(options: IngestOptions, parse_fn: Callable[[str, str, int], Result] = parse_file) -> ParseBackend:
+    """Return the backend that parses on this machine's pebble process pool."""
+
+    def run(paths: Iterator[str], should_stop: Callable[[], bool]) -> Iterator[Result | None]:
+        return run_parses(paths, depth=options.depth, workers=options.workers, timeout=options.timeout,
+                          max_memory=options.max_memory, max_bytes=options.max_bytes, parse_fn=parse_fn,
+                          should_stop=should_stop)
+
+    return run
+
+
 def _file_stat(path: str) -> tuple[FileStat, Result | None]:
     """Stat a candidate; non-regular and vanished files fail here, without a worker."""
     try:
@@ -214,6 +231,7 @@ def ingest_paths(
     should_stop: Callable[[], bool] = lambda: False,
     parse_fn: Callable[[str, str, int], Result] = parse_file,
     run_options: dict[str, Any] | None = None,
+    backend: ParseBackend | None = None,
 ) -> Tally:
     """Ingest every path into the store and return the tally; never raises for a bad file.
 
@@ -265,11 +283,9 @@ def ingest_paths(
                  (result["error"] or {}).get("kind", ""))
 
     try:
-        for result in run_parses(
-            to_parse(), depth=options.depth, workers=options.workers, timeout=options.timeout,
-            max_memory=options.max_memory, max_bytes=options.max_bytes, parse_fn=parse_fn,
-            should_stop=should_stop,
-        ):
+        if backend is None:
+            backend = local_backend(options, parse_fn)
+        for result in backend(to_parse(), should_stop):
             while ready:
                 take(*ready.pop())
             if result is not None:

@@ -168,13 +168,7 @@ class _Driver:
 
     def start(self) -> None:
         """Create and start a pool; raise what the pool raised if it cannot start."""
-        context = multiprocessing.get_context("forkserver")  # fork is unsafe: the parent has threads (§1)
-        if hasattr(context, "set_forkserver_preload"):
-            context.set_forkserver_preload(PRELOAD_MODULES)
-        pool = ProcessPool(max_workers=self.workers, max_tasks=self.max_tasks, initializer=_init_worker,
-                           initargs=(self.max_memory, os.getpid()), context=context)
-        self.pool = pool
-        _ = pool.active  # pebble starts lazily; start now so a pool that cannot start fails here
+        self.pool = start_pool(self.workers, self.max_memory, self.max_tasks)
         self.last_completion = time.monotonic()
 
     def shutdown(self) -> None:
@@ -244,18 +238,11 @@ class _Driver:
         exc = future.exception() if not future.cancelled() else cf.CancelledError()
         if exc is None:
             return self._progress(future.result())
-        remote = isinstance(exc.__cause__, RemoteTraceback)  # raised by parse_fn inside the worker
-        if isinstance(exc, TimeoutError) and not remote:
-            kind, message = "timeout", f"parse took longer than {self.timeout:g} s; worker killed"
-        elif isinstance(exc, ProcessExpired):
-            kind, message = "worker_crash", _describe_exit(exc.exitcode)
-        elif isinstance(exc, MemoryError):
-            kind, message = "memory", f"out of memory under the worker cap: {exc}"
-        elif remote or not isinstance(exc, _POOL_ERRORS):
-            kind, message = "parse_error", str(exc)
-        else:  # the future stays in flight: _rebuild re-schedules it
+        failure = classify_worker_failure(exc, task.path, self.depth, self.timeout)
+        if failure is None:  # the future stays in flight: _rebuild re-schedules it
             raise _PoolBroken(f"a future failed with {type(exc).__name__}: {exc}")
-        failure = _failure(task.path, self.depth, kind, exc, message)
+        kind = failure["error"]["kind"]  # type: ignore[index]
+        message = failure["error"]["message"]  # type: ignore[index]
         if kind in ("timeout", "worker_crash"):
             if not self.recheck:
                 self.suspects.append(failure)
@@ -316,12 +303,40 @@ class _Driver:
                 reason = f"restart failed: {type(exc).__name__}: {exc}"
 
 
+def start_pool(workers: int, max_memory: int | None, max_tasks: int) -> ProcessPool:
+    """Create and start a pebble pool of capped, watchdogged workers; raise if it cannot start."""
+    context = multiprocessing.get_context("forkserver")  # fork is unsafe: the parent has threads (§1)
+    if hasattr(context, "set_forkserver_preload"):
+        context.set_forkserver_preload(PRELOAD_MODULES)
+    pool = ProcessPool(max_workers=workers, max_tasks=max_tasks, initializer=_init_worker,
+                       initargs=(max_memory, os.getpid()), context=context)
+    _ = pool.active  # pebble starts lazily; start now so a pool that cannot start fails here
+    return pool
+
+
+def classify_worker_failure(exc: BaseException, source: str | None, depth: str,
+                            timeout: float | None) -> Result | None:
+    """Turn the exception a pool future failed with into a failure Result; None if the pool broke."""
+    remote = isinstance(exc.__cause__, RemoteTraceback)  # raised by parse_fn inside the worker
+    if isinstance(exc, TimeoutError) and not remote:
+        kind, message = "timeout", f"parse took longer than {timeout or 0:g} s; worker killed"
+    elif isinstance(exc, ProcessExpired):
+        kind, message = "worker_crash", _describe_exit(exc.exitcode)
+    elif isinstance(exc, MemoryError):
+        kind, message = "memory", f"out of memory under the worker cap: {exc}"
+    elif remote or not isinstance(exc, _POOL_ERRORS):
+        kind, message = "parse_error", str(exc)
+    else:
+        return None
+    return _failure(source, depth, kind, exc, message)
+
+
 def _one_line(message: str) -> str:
     """Collapse whitespace and cap the length of an error message."""
     return " ".join(message.split())[:MAX_MESSAGE_CHARS]
 
 
-def _failure(path: str, depth: str, kind: str, exc: BaseException, message: str) -> Result:
+def _failure(path: str | None, depth: str, kind: str, exc: BaseException, message: str) -> Result:
     """Build a one-line failure Result for path."""
     # Stage: the parent cannot tell how far the worker got; the requested depth is the upper bound.
     return failed_result(path, kind, type(exc).__name__, _one_line(message) or type(exc).__name__, depth,
