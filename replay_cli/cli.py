@@ -136,12 +136,15 @@ def _mebibytes(value: int | None) -> int | None:
 @click.option("--force", is_flag=True, help="Re-parse every file, even unchanged ones.")
 @click.option("--retry-failed", is_flag=True, help="Re-parse files that failed or were partial before.")
 @click.option("--null", "null_separated", is_flag=True, help="Paths read from stdin (-) are NUL-separated.")
+@click.option("--archive", "archive_dir", type=click.Path(file_okay=False), default=None,
+              help="Also keep each stored replay as DIR/<2 hex>/<sha256>.SC2Replay (never written twice).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object to stdout at the end.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="Log one timing line per file on stderr.")
 @click.option("--log-file", type=click.Path(dir_okay=False), help="Append per-file timing lines to this file.")
 def ingest(inputs: tuple[str, ...], db_path: str, depth: str, workers: int, timeout: float, max_memory: int,
-           max_size: int, force: bool, retry_failed: bool, null_separated: bool, as_json: bool, quiet: bool,
+           max_size: int, force: bool, retry_failed: bool, null_separated: bool, archive_dir: str | None,
+           as_json: bool, quiet: bool,
            verbose: bool, log_file: str | None) -> None:
     """Parse every replay under INPUTS into the database, in parallel and incrementally.
 
@@ -171,7 +174,8 @@ def ingest(inputs: tuple[str, ...], db_path: str, depth: str, workers: int, time
     console = make_console(stderr=True)
     _configure_logging(verbose, log_file)
     options = IngestOptions(depth=depth, workers=workers, timeout=timeout, max_memory=_mebibytes(max_memory),
-                            max_bytes=max_size * 2**20, force=force, retry_failed=retry_failed)
+                            max_bytes=max_size * 2**20, force=force, retry_failed=retry_failed,
+                            archive_dir=archive_dir)
     run_options = {"inputs": list(inputs), "depth": depth, "workers": workers, "timeout": timeout,
                    "force": force, "retry_failed": retry_failed, "max_memory_mib": max_memory, "max_size_mib": max_size}
 

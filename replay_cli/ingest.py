@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol
 
+from replay_cli.archive import archive_file
 from replay_cli.parse import DEFAULT_MAX_BYTES, failed_result, parse_file
 from replay_cli.result import DEFAULT_DEPTH, DEPTHS, STATUS_FAILED, Result
 from replay_cli.runner import PoolUnrecoverable, run_parses
@@ -49,6 +50,7 @@ class IngestOptions:
     max_bytes: int = DEFAULT_MAX_BYTES
     force: bool = False
     retry_failed: bool = False
+    archive_dir: str | None = None  # copy each stored replay to DIR/<2 hex>/<sha256>.SC2Replay
 
 
 class ProgressSink(Protocol):
@@ -211,6 +213,22 @@ def _unchanged_and_done(record: FileRecord | None, file_stat: FileStat, options:
     return stored_depth >= DEPTHS.index(options.depth)
 
 
+def _archive(batch: list[tuple[FileStat, Result]], archive_dir: str) -> None:
+    """Copy each parsed replay into the archive before its rows commit.
+
+    Archiving first means a crash can leave an archived replay whose rows were never committed
+    (the re-run parses it again and finds it archived), never a stored replay missing from the
+    archive that an unchanged re-run would skip forever.
+    """
+    for file_stat, result in batch:
+        if result["status"] == STATUS_FAILED or not result["sha256"]:
+            continue
+        try:
+            archive_file(archive_dir, result["sha256"], file_stat.path)
+        except (OSError, ValueError) as exc:
+            log.warning("not archived: %s: %s", file_stat.path, exc)
+
+
 def _chunks(paths: Iterable[str], size: int) -> Iterator[list[str]]:
     chunk: list[str] = []
     for path in paths:
@@ -267,6 +285,8 @@ def ingest_paths(
         nonlocal last_flush, batch_rows
         batch_rows = 0
         if batch:
+            if options.archive_dir:
+                _archive(batch, options.archive_dir)
             stored = store.save_batch(batch, run_id, replace=options.force)
             batch.clear()
             tally.add_stored(stored)

@@ -66,3 +66,16 @@ def _exhaust_memory() -> None:
     except MemoryError:
         hog.clear()  # the traceback keeps this frame alive: free the memory before pickling
         raise
+
+
+def fault_parse_bytes(data: bytes, depth: str = "stats", source: str | None = None) -> Result:
+    """parse_replay's signature: misbehave when the upload's name says so, else parse for real."""
+    from replay_cli.parse import parse_replay
+
+    name = source or ""
+    if "selfkill" in name:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if "hang" in name:
+        while True:
+            pass
+    return parse_replay(data, depth, source=source)

@@ -222,3 +222,18 @@ def test_real_cli_process_is_quiet_when_not_a_terminal(tmp_path: Path, replay):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["counts"]["ok"] == 1
     assert b"\x1b[" not in proc.stderr and b"\x1b[" not in proc.stdout
+
+
+def test_archive_keeps_each_stored_replay_once(awkward_tree: Path, tmp_path: Path):
+    archive = tmp_path / "archive"
+    db_path = tmp_path / "arch.db"
+    ingest(str(awkward_tree), "--db", str(db_path), "--workers", "2", "--depth", "summary", "--archive", str(archive))
+    conn = sqlite3.connect(db_path)
+    hashes = {row[0] for row in conn.execute("select sha256 from replays")}
+    archived = {p for p in archive.rglob("*") if p.is_file()}
+    assert {p.name for p in archived} == {f"{sha}.SC2Replay" for sha in hashes}  # the duplicate once
+    assert all(p.parent.name == p.name[:2] for p in archived)
+    mtimes = {p: p.stat().st_mtime_ns for p in archived}
+    ingest(str(awkward_tree), "--db", str(db_path), "--workers", "0", "--depth", "summary", "--archive",
+           str(archive), "--force")
+    assert {p: p.stat().st_mtime_ns for p in archive.rglob("*") if p.is_file()} == mtimes  # never rewritten

@@ -1,0 +1,175 @@
+"""An asyncio API for services (a chat bot receiving uploads): parse without blocking the loop.
+
+    async with ReplayParser(workers=2, db_path="replays.db", archive_dir="archive") as parser:
+        result = await parser.parse(upload_bytes, name="game.SC2Replay")
+        status = await parser.store(result, upload_bytes)
+
+The same module-level parse function as the CLI runs in the same capped, watchdogged pebble
+pool (runner.start_pool); an upload's failure comes back as the same classified Result. SQLite
+is written from one dedicated thread, because a sqlite3 connection belongs to the thread that
+opened it and the event loop must never wait on a commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any
+
+from replay_cli.archive import archive_bytes
+from replay_cli.parse import DEFAULT_MAX_BYTES, failed_result, parse_replay
+from replay_cli.result import DEFAULT_DEPTH, STATUS_FAILED, Result
+from replay_cli.runner import classify_worker_failure, start_pool
+
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_MAX_MEMORY = 1024**3
+MAX_TASKS_PER_WORKER = 300
+WORKERS_ENV = ("REPLAYCLI_WORKERS", "WORKER_PROCESSES")
+UPLOAD_PREFIX = "upload:"  # files.path of an upload that is not archived
+
+ParseBytes = Callable[..., Result]
+
+
+def default_workers() -> int:
+    """Workers from REPLAYCLI_WORKERS or WORKER_PROCESSES, else CPU count - 1 (at least 1)."""
+    for name in WORKERS_ENV:
+        value = os.environ.get(name, "").strip()
+        if value:
+            try:
+                return max(1, int(value))
+            except ValueError as exc:
+                raise ValueError(f"{name} must be a whole number, not {value!r}") from exc
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+class ReplayParser:
+    """Own a worker pool (and optionally a store and an archive) for an asyncio service."""
+
+    def __init__(self, workers: int | None = None, *, depth: str = DEFAULT_DEPTH,
+                 timeout: float = DEFAULT_TIMEOUT_S, max_memory: int | None = DEFAULT_MAX_MEMORY,
+                 max_bytes: int = DEFAULT_MAX_BYTES, db_path: str | None = None,
+                 archive_dir: str | None = None, parse_fn: ParseBytes = parse_replay) -> None:
+        self.workers = workers if workers is not None else default_workers()
+        self.depth, self.timeout, self.max_memory, self.max_bytes = depth, timeout, max_memory, max_bytes
+        self.db_path, self.archive_dir, self._parse_fn = db_path, archive_dir, parse_fn
+        self._pool: Any = None
+        self._pool_lock = asyncio.Lock()
+        self._writer: ThreadPoolExecutor | None = None
+        self._store: Any = None
+        self._run_id = 0
+        self._started = time.monotonic()
+        self._counts: dict[str, int] = {"parsed": 0, "ok": 0, "partial": 0, "duplicate": 0, "failed": 0}
+
+    async def __aenter__(self) -> ReplayParser:
+        loop = asyncio.get_running_loop()
+        self._pool = await loop.run_in_executor(None, start_pool, self.workers, self.max_memory,
+                                                MAX_TASKS_PER_WORKER)
+        if self.db_path is not None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replaycli-store")
+            await loop.run_in_executor(self._writer, self._open_store)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Shut the pool down (running parses are abandoned) and close the store."""
+        loop = asyncio.get_running_loop()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await loop.run_in_executor(None, _stop_pool, pool)
+        if self._writer is not None:
+            await loop.run_in_executor(self._writer, self._close_store)
+            self._writer.shutdown(wait=True)
+            self._writer = None
+
+    async def parse(self, data: bytes, *, name: str | None = None, depth: str | None = None) -> Result:
+        """Parse one upload in a worker process; never raises for a bad upload or a dying worker."""
+        depth = depth or self.depth
+        if self._pool is None:
+            raise RuntimeError("use ReplayParser as 'async with ReplayParser() as parser:'")
+        if len(data) > self.max_bytes:
+            return failed_result(name, "too_large", "FileTooLarge",
+                                 f"{len(data)} bytes is over the {self.max_bytes}-byte cap", "read", depth=depth,
+                                 size=len(data))
+        for attempt in (1, 2):
+            pool = self._pool
+            try:
+                future = pool.schedule(self._parse_fn, args=(data, depth), kwargs={"source": name},
+                                       timeout=self.timeout)
+            except RuntimeError:  # an idle worker was killed (OOM killer): replace the pool, try again
+                await self._replace_pool(pool)
+                continue
+            try:
+                return await asyncio.wrap_future(future)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # every worker-side failure becomes this upload's Result
+                failure = classify_worker_failure(exc, name, depth, self.timeout)
+                if failure is not None:
+                    return failure
+                await self._replace_pool(pool)
+                if attempt == 2:
+                    return failed_result(name, "pool_broken", type(exc).__name__,
+                                         "the worker pool broke twice while parsing this upload", depth,
+                                         depth=depth)
+        return failed_result(name, "pool_broken", "RuntimeError", "the worker pool could not take the upload",
+                             depth, depth=depth)
+
+    async def store(self, result: Result, data: bytes | None = None) -> str:
+        """Write a parsed result into the database (and archive the bytes); return the files status.
+
+        The files row's path is the archive path when archived, else "upload:<sha256>".
+        """
+        if self._writer is None:
+            raise RuntimeError("ReplayParser was created without db_path")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self._store_one, result, data)
+
+    async def _replace_pool(self, broken: Any) -> None:
+        """Swap a broken pool for a new one, once however many uploads noticed."""
+        async with self._pool_lock:
+            if self._pool is not broken:
+                return
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, _stop_pool, broken)
+            self._pool = await loop.run_in_executor(None, start_pool, self.workers, self.max_memory,
+                                                    MAX_TASKS_PER_WORKER)
+
+    # The methods below run on the store thread only.
+    def _open_store(self) -> None:
+        from replay_cli.store import open_store
+
+        self._store = open_store(self.db_path)  # type: ignore[arg-type]
+        self._run_id = self._store.begin_run("service", {"archive": self.archive_dir}, self.workers, self.depth)
+
+    def _store_one(self, result: Result, data: bytes | None) -> str:
+        from replay_cli.store import FileStat
+
+        sha256 = result["sha256"]
+        path = f"{UPLOAD_PREFIX}{sha256 or result['source']}"
+        if self.archive_dir and data is not None and sha256 and result["status"] != STATUS_FAILED:
+            path = str(archive_bytes(self.archive_dir, sha256, data))
+        counts = self._store.save_batch([(FileStat(path, result["size"] or 0, 0), result)], self._run_id)
+        status = next(key for key in ("ok", "partial", "duplicate", "failed") if getattr(counts, key))
+        self._counts["parsed"] += 1
+        self._counts[status] += 1
+        return status
+
+    def _close_store(self) -> None:
+        if self._store is None:
+            return
+        self._store.finish_run(self._run_id, dict(self._counts), time.monotonic() - self._started, 0, False)
+        self._store.close()
+        self._store = None
+
+
+def _stop_pool(pool: Any) -> None:
+    """Stop a pool at once: parses still running are abandoned and their callers get a failure."""
+    pool.stop()
+    pool.join()

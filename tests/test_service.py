@@ -1,0 +1,184 @@
+"""The asyncio API: real worker processes, real SQLite, an event loop that keeps ticking."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from replay_cli.archive import archive_path
+from replay_cli.parse import parse_replay
+from replay_cli.service import ReplayParser, default_workers
+from tests.faults import fault_parse_bytes
+
+TIMING_KEYS = ("parse_seconds", "cpu_seconds")
+HEARTBEAT_S = 0.01
+LARGE = ["tests/replays/1v1.SC2Replay", "tests/replays/2v2.SC2Replay", "spawningtool/replays/patch_5_0_16.SC2Replay",
+         "tests/replays/1v1_obs.SC2Replay"]
+
+
+def _without_timings(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k not in TIMING_KEYS}
+
+
+def _children() -> set[int]:
+    """Every live descendant of this process (pool workers are the fork server's children)."""
+    found: set[int] = set()
+    todo = [os.getpid()]
+    while todo:
+        for tasks in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
+            try:
+                children = [int(pid) for pid in tasks.read_text().split()]
+            except OSError:
+                continue
+            todo += children
+            found.update(children)
+    return {pid for pid in found if _alive(pid)}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_parse_returns_what_the_cli_stores(replay):
+    data = replay(LARGE[0]).read_bytes()
+
+    async def main() -> dict:
+        async with ReplayParser(workers=1, depth="summary") as parser:
+            return await parser.parse(data, name="upload.SC2Replay")
+
+    result = asyncio.run(main())
+    assert _without_timings(result) == _without_timings(parse_replay(data, "summary", source="upload.SC2Replay"))
+
+
+def test_bad_upload_is_a_classified_failure():
+    async def main() -> list[dict]:
+        async with ReplayParser(workers=1, max_bytes=1024) as parser:
+            return [await parser.parse(b"not a replay"), await parser.parse(b"\0" * 2048)]
+
+    garbage, too_big = asyncio.run(main())
+    assert (garbage["status"], garbage["error"]["kind"]) == ("failed", "parse_error")
+    assert too_big["error"]["kind"] == "too_large"
+
+
+def test_a_dying_worker_fails_only_its_upload_and_is_replaced(replay):
+    data = replay(LARGE[0]).read_bytes()
+
+    async def main() -> tuple[dict, dict, dict]:
+        async with ReplayParser(workers=2, depth="summary", parse_fn=fault_parse_bytes) as parser:
+            crashed, neighbour = await asyncio.gather(parser.parse(data, name="selfkill.SC2Replay"),
+                                                      parser.parse(data, name="neighbour.SC2Replay"))
+            after = await parser.parse(data, name="after.SC2Replay")
+            return crashed, neighbour, after
+
+    crashed, neighbour, after = asyncio.run(main())
+    assert (crashed["error"]["kind"], crashed["error"]["message"]) == ("worker_crash", "worker killed by SIGKILL")
+    assert neighbour["status"] == "ok" and after["status"] == "ok"
+
+
+def test_a_hanging_upload_times_out_alone(replay):
+    data = replay(LARGE[0]).read_bytes()
+
+    async def main() -> tuple[dict, dict]:
+        async with ReplayParser(workers=2, depth="summary", timeout=2, parse_fn=fault_parse_bytes) as parser:
+            return await asyncio.gather(parser.parse(data, name="hang.SC2Replay"),
+                                        parser.parse(data, name="fine.SC2Replay"))
+
+    hung, fine = asyncio.run(main())
+    assert hung["error"]["kind"] == "timeout" and fine["status"] == "ok"
+
+
+def test_event_loop_keeps_ticking_while_large_replays_parse(replay):
+    uploads = [replay(suffix).read_bytes() for suffix in LARGE]
+
+    async def main() -> tuple[float, float]:
+        gaps: list[float] = []
+        stop = asyncio.Event()
+
+        async def heartbeat() -> None:
+            last = time.perf_counter()
+            while not stop.is_set():
+                await asyncio.sleep(HEARTBEAT_S)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        async with ReplayParser(workers=2, depth="full") as parser:
+            ticker = asyncio.create_task(heartbeat())
+            results = await asyncio.gather(*(parser.parse(data) for data in uploads))
+            stop.set()
+            await ticker
+        assert all(r["status"] == "ok" for r in results)
+        return max(gaps), min(r["parse_seconds"] for r in results)
+
+    max_gap, shortest_parse = asyncio.run(main())
+    # Measured against the parses themselves: a loop blocked by one parse would show a gap
+    # at least as long as that parse.
+    assert max_gap < shortest_parse / 2, (max_gap, shortest_parse)
+
+
+def test_store_and_archive_share_the_cli_layout(replay, tmp_path: Path):
+    data = replay(LARGE[1]).read_bytes()
+    db_path, archive = tmp_path / "svc.db", tmp_path / "archive"
+
+    async def main() -> tuple[str, str, str]:
+        async with ReplayParser(workers=1, depth="summary", db_path=str(db_path), archive_dir=str(archive)) as parser:
+            result = await parser.parse(data, name="a.SC2Replay")
+            first = await parser.store(result, data)
+            again = await parser.store(await parser.parse(data, name="b.SC2Replay"), data)
+            broken = await parser.store(await parser.parse(b"junk", name="junk"), b"junk")
+            return first, again, broken
+
+    assert asyncio.run(main()) == ("ok", "ok", "failed")
+    sha = parse_replay(data, "summary")["sha256"]
+    stored = archive_path(archive, sha)
+    assert stored.read_bytes() == data
+    assert [p.name for p in archive.rglob("*") if p.is_file()] == [stored.name]  # never written twice
+    conn = sqlite3.connect(db_path)
+    assert conn.execute("select count(*) from replays").fetchone()[0] == 1
+    assert conn.execute("select count(*) from players where replay_sha256 = ?", (sha,)).fetchone()[0] == 4
+    paths = {row[0] for row in conn.execute("select path from files")}
+    assert str(stored) in paths
+    # the second upload has the same archive path, so it updates the same files row
+    assert conn.execute("select command, ok, failed from runs").fetchall() == [("service", 2, 1)]
+    assert conn.execute("select count(*) from files").fetchone()[0] == 2
+
+
+def test_closing_the_parser_leaves_no_worker(replay):
+    data = replay(LARGE[0]).read_bytes()
+    before = _children()
+
+    async def main() -> None:
+        async with ReplayParser(workers=2, depth="summary") as parser:
+            await parser.parse(data)
+            assert _children() - before, "workers exist while open"
+
+    asyncio.run(main())
+    deadline = time.monotonic() + 5
+    while (_children() - before - _helpers()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (_children() - before - _helpers())
+
+
+def _helpers() -> set[int]:
+    import multiprocessing.forkserver
+    import multiprocessing.resource_tracker
+
+    pids = {getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None),
+            getattr(multiprocessing.resource_tracker._resource_tracker, "_pid", None)}
+    return {pid for pid in pids if pid}
+
+
+@pytest.mark.parametrize(("env", "expected"), [({"REPLAYCLI_WORKERS": "3"}, 3), ({"WORKER_PROCESSES": "5"}, 5),
+                                               ({"REPLAYCLI_WORKERS": "2", "WORKER_PROCESSES": "7"}, 2)])
+def test_worker_count_from_the_environment(monkeypatch, env, expected):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert default_workers() == expected
