@@ -269,7 +269,7 @@ def chat_rows(replay: Any) -> list[ChatRow]:
     for message in replay.messages:
         if getattr(message, "name", "") != "ChatEvent":
             continue
-        sender = senders.get(getattr(message, "pid", None))
+        sender = senders.get(getattr(message, "pid", -1))
         sender_is_player = sender is not None and not getattr(sender, "is_observer", False)
         rows.append(
             {

@@ -31,7 +31,6 @@ FLUSH_EVERY_S = 1.0
 # Arcade games can carry 17,000 build-order rows each: a row budget keeps the buffer, and so
 # the main process's peak memory, flat whatever the replays hold (benchmarks/ingest.py).
 FLUSH_EVERY_ROWS = 50_000
-CHILD_ROW_KEYS = ("players", "chat", "build_order", "player_stats")
 DEFAULT_TIMEOUT_S = 30.0  # about 15x the slowest real replay (reliability.md §1)
 DEFAULT_MAX_MEMORY = 1024**3  # RLIMIT_AS per worker: about 12x the worst real footprint
 MAX_FAILURES_LISTED = 1000  # in the --json summary; the database keeps all of them
@@ -296,11 +295,13 @@ def ingest_paths(
     def take(file_stat: FileStat, result: Result) -> None:
         nonlocal batch_rows
         batch.append((file_stat, result))
-        batch_rows += sum(len(result[key]) for key in CHILD_ROW_KEYS)  # type: ignore[literal-required]
+        batch_rows += (len(result["players"]) + len(result["chat"]) + len(result["build_order"])
+                       + len(result["player_stats"]))
         tally.record(result)
         sink.finished(result)
+        error = result["error"]
         log.info("%s %s %.3fs %s", result["status"], result["source"], result["parse_seconds"],
-                 (result["error"] or {}).get("kind", ""))
+                 error["kind"] if error else "")
 
     try:
         if backend is None:
