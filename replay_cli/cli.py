@@ -7,6 +7,7 @@ not proceed; 130 / 143 interrupted by SIGINT / SIGTERM after committing finished
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -138,13 +139,18 @@ def _mebibytes(value: int | None) -> int | None:
 @click.option("--null", "null_separated", is_flag=True, help="Paths read from stdin (-) are NUL-separated.")
 @click.option("--archive", "archive_dir", type=click.Path(file_okay=False), default=None,
               help="Also keep each stored replay as DIR/<2 hex>/<sha256>.SC2Replay (never written twice).")
+@click.option("--scheduler", envvar="REPLAYCLI_SCHEDULER", default=None,
+              help="Parse on a Dask cluster, e.g. tcp://host:8786 (env REPLAYCLI_SCHEDULER; needs replaycli[cluster]).")
+@click.option("--shared-fs", is_flag=True, help="With --scheduler: workers read the paths themselves (shared storage).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="With --scheduler: files per Dask task [default: 16].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object to stdout at the end.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="Log one timing line per file on stderr.")
 @click.option("--log-file", type=click.Path(dir_okay=False), help="Append per-file timing lines to this file.")
 def ingest(inputs: tuple[str, ...], db_path: str, depth: str, workers: int, timeout: float, max_memory: int,
            max_size: int, force: bool, retry_failed: bool, null_separated: bool, archive_dir: str | None,
-           as_json: bool, quiet: bool,
+           scheduler: str | None, shared_fs: bool, batch_size: int | None, as_json: bool, quiet: bool,
            verbose: bool, log_file: str | None) -> None:
     """Parse every replay under INPUTS into the database, in parallel and incrementally.
 
@@ -171,26 +177,29 @@ def ingest(inputs: tuple[str, ...], db_path: str, depth: str, workers: int, time
 
     if inputs.count(STDIN_MARKER) > 1:
         raise click.UsageError("stdin (-) can be read only once.")
+    if (shared_fs or batch_size) and not scheduler:
+        raise click.UsageError("--shared-fs and --batch-size apply only with --scheduler.")
     console = make_console(stderr=True)
     _configure_logging(verbose, log_file)
     options = IngestOptions(depth=depth, workers=workers, timeout=timeout, max_memory=_mebibytes(max_memory),
                             max_bytes=max_size * 2**20, force=force, retry_failed=retry_failed,
                             archive_dir=archive_dir)
     run_options = {"inputs": list(inputs), "depth": depth, "workers": workers, "timeout": timeout,
-                   "force": force, "retry_failed": retry_failed, "max_memory_mib": max_memory, "max_size_mib": max_size}
+                   "force": force, "retry_failed": retry_failed, "max_memory_mib": max_memory, "max_size_mib": max_size,
+                   "scheduler": scheduler, "archive": archive_dir}
 
     def problem(found: Any) -> None:
         logging.getLogger("replay_cli.discover").warning("%s: %s", safe(found.path), found.message)
 
     try:
-        with open_store(db_path) as store, StopSignals() as stop, \
-                IngestProgress(console, enabled=not quiet) as progress:
+        with open_store(db_path) as store, _parse_backend(scheduler, options, batch_size, shared_fs) as backend, \
+                StopSignals() as stop, IngestProgress(console, enabled=not quiet) as progress:
             if STDIN_MARKER not in inputs and progress.enabled:
                 progress.discovered(count_replay_paths(inputs))
             paths = iter_replay_paths(inputs, stdin=sys.stdin.buffer, null_separated=null_separated,
                                       on_problem=problem)
             tally = ingest_paths(store, paths, options, progress=progress, should_stop=stop,
-                                 run_options=run_options)
+                                 run_options=run_options, backend=backend)
     except ReplayCliError as exc:
         if as_json:
             write_json({"replaycli_result_version": 1, "command": "ingest", "status": "error",
@@ -203,6 +212,16 @@ def ingest(inputs: tuple[str, ...], db_path: str, depth: str, workers: int, time
     if not quiet:
         print_ingest_summary(summary, tally.failure_groups, console)
     sys.exit(tally.exit_code)
+
+
+def _parse_backend(scheduler: str | None, options: Any, batch_size: int | None, shared_fs: bool) -> Any:
+    """The local pool (None) or, with --scheduler, a Dask session; Dask is imported only then."""
+    if not scheduler:
+        return contextlib.nullcontext(None)
+    from replay_cli.cluster import DEFAULT_BATCH_SIZE, cluster_session
+
+    return cluster_session(scheduler, depth=options.depth, timeout=options.timeout, max_bytes=options.max_bytes,
+                           batch_size=batch_size or DEFAULT_BATCH_SIZE, shared_fs=shared_fs)
 
 
 def _configure_logging(verbose: bool, log_file: str | None) -> None:

@@ -21,6 +21,8 @@ IMPORT_OWNERS = {
     "sc2reader": {"parse.py"},
     "sqlite_utils": {"store.py", "migrations.py"},
     "pebble": {"runner.py"},
+    "dask": {"cluster.py"},
+    "distributed": {"cluster.py"},
 }
 
 

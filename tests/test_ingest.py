@@ -197,6 +197,7 @@ def test_usage_errors_exit_2(tmp_path: Path):
     assert runner.invoke(cli, ["ingest"]).exit_code == 2
     assert runner.invoke(cli, ["ingest", "--workers", "-1", str(tmp_path)]).exit_code == 2
     assert runner.invoke(cli, ["ingest", "--depth", "deep", str(tmp_path)]).exit_code == 2
+    assert runner.invoke(cli, ["ingest", "--shared-fs", str(tmp_path)]).exit_code == 2  # needs --scheduler
 
 
 def test_failures_and_stats_commands(corpus_ingests):

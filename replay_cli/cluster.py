@@ -1,0 +1,342 @@
+"""Run the one parse function on a Dask cluster: `--scheduler tcp://host:8786` (issue 6).
+
+Why Dask, its per-task cost, worker-loss semantics and the soft deadline: see
+shared/research/distributed.md. Dask is an optional extra and is imported only inside functions,
+so importing this module (and `replaycli --help`) never pays its 0.5 s import (§2).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import ctypes
+import functools
+import logging
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from replay_cli.errors import ReplayCliError
+from replay_cli.parse import (
+    DEFAULT_MAX_BYTES,
+    MAX_MESSAGE_CHARS,
+    failed_result,
+    parse_file,
+    parse_replay,
+    read_replay_file,
+)
+from replay_cli.result import Result
+from replay_cli.runner import PoolUnrecoverable
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from replay_cli.ingest import ParseBackend
+
+log = logging.getLogger(__name__)
+
+Item = tuple[str, "bytes | None"]  # (path, its bytes), bytes None when workers read a shared filesystem
+BatchTask = Callable[[list[Item], str, int, float], list[Result]]
+
+INSTALL_HINT = 'pip install "replaycli[cluster]"'
+# Dask costs about 5 ms of CPU per task; 16 files per task measured 0.6-0.7 ms per file (§3).
+DEFAULT_BATCH_SIZE = 16
+IN_FLIGHT_PER_THREAD = 2  # batches in flight per worker thread: one running, one queued behind it
+MIN_WINDOW = 2
+TICK_S = 0.2  # cf.wait granularity: should_stop and idle ticks are seen within one tick
+# A `dask worker` takes a few seconds to register: wait this long for the first one.
+WORKER_WAIT_S = 30
+CONNECT_TIMEOUT_S = 10  # Client() otherwise waits distributed.comm.timeouts.connect (30 s)
+REFIRE_S = 1.0  # re-raise the deadline if the parse swallowed it (a bare `except:` in sc2reader)
+QUIET_LOGGERS = ("distributed", "tornado", "bokeh")
+
+
+class ParseDeadline(BaseException):
+    """Raised inside a task thread when its file overran the soft deadline.
+
+    A BaseException so that parse_replay's `except Exception` worker boundary does not swallow it.
+    """
+
+
+def connect(address: str, timeout: float = CONNECT_TIMEOUT_S) -> Client:
+    """Connect to the Dask scheduler at address.
+
+    Raises ReplayCliError when distributed is not installed or the scheduler cannot be reached.
+    """
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise ReplayCliError(f"--scheduler needs the cluster extra: {INSTALL_HINT}") from exc
+    quiet_dask()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            client = Client(address, timeout=timeout, set_as_default=False)  # type: ignore[no-untyped-call]
+        except Exception as exc:  # OSError, TimeoutError, ValueError for a bad address...
+            message = " ".join(str(exc).split())[:MAX_MESSAGE_CHARS] or type(exc).__name__
+            raise ReplayCliError(f"cannot connect to the Dask scheduler at {address}: {message}") from exc
+    for warning in caught:  # e.g. the dask-stack VersionMismatchWarning: to the log, not the terminal
+        log.warning("dask: %s", " ".join(str(warning.message).split()))
+    return client
+
+
+def quiet_dask() -> None:
+    """Keep Dask's log lines and warnings off stderr, where they would tear the progress bar (§9)."""
+    import dask
+
+    # Importing distributed installs a stderr StreamHandler and sets levels on child loggers.
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".")[0] in QUIET_LOGGERS:
+            logger = logging.getLogger(name)
+            logger.setLevel(logging.ERROR)
+            for handler in [h for h in logger.handlers if isinstance(h, logging.StreamHandler)]:
+                logger.removeHandler(handler)
+    # A NullHandler stops logging's last-resort stderr handler; errors still propagate to the root,
+    # so a log file configured by the CLI keeps them.
+    logging.getLogger("distributed").addHandler(logging.NullHandler())
+    # Bytes travel inside the task, so every batch would warn "Sending large graph" (§8).
+    dask.config.set({"distributed.admin.large-graph-warning-threshold": "1 PiB"})
+    warnings.filterwarnings("ignore", module=r"(distributed|dask|tornado)(\..*)?$")
+
+
+def replaycli_version() -> str:
+    """Return the replay_cli version installed where this runs (a worker or the scheduler)."""
+    import replay_cli
+
+    return replay_cli.__version__
+
+
+def wait_for_workers(client: Client, within_s: float = WORKER_WAIT_S) -> None:
+    """Give workers that are still starting a moment; a cluster with none after that is an error."""
+    try:
+        client.wait_for_workers(n_workers=1, timeout=within_s)  # type: ignore[no-untyped-call]
+    except (TimeoutError, OSError) as exc:
+        raise ReplayCliError(f"the Dask cluster has no workers after {within_s:g} s; start some with: "
+                             "dask worker <scheduler address>") from exc
+
+
+def check_versions(client: Client) -> None:
+    """Refuse a cluster whose scheduler or workers run another replay_cli; raise ReplayCliError."""
+    ours = replaycli_version()
+    # A worker without replay_cli cannot even unpickle the function: on_error="return" names it.
+    found: dict[str, object] = dict(client.run(replaycli_version, on_error="return"))
+    if not found:
+        raise ReplayCliError("the Dask cluster has no workers; start some with: dask worker <scheduler address>")
+    try:
+        found["scheduler"] = client.run_on_scheduler(replaycli_version)  # type: ignore[no-untyped-call]
+    except Exception as exc:  # noqa: BLE001  # the scheduler unpickles the task graph too (§1)
+        found["scheduler"] = exc
+    differ = {where: v if isinstance(v, str) else f"not installed ({type(v).__name__})"
+              for where, v in found.items() if v != ours}
+    if differ:
+        listed = ", ".join(f"{where} has {version}" for where, version in sorted(differ.items()))
+        raise ReplayCliError(f"replay_cli version mismatch: this client runs {ours} but {listed}; "
+                             f"install replaycli[cluster]=={ours} on the scheduler and every worker")
+
+
+def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
+    """Raise exc in another thread at its next bytecode; None (NULL) clears a pending one."""
+    # None must go in as a NULL pointer: py_object(None) would set Py_None and raise a TypeError.
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id),
+                                               ctypes.py_object(exc) if exc is not None else None)
+
+
+class _SoftDeadline:
+    """Raise ParseDeadline in the calling thread after `seconds`, until finish() is called.
+
+    Dask runs tasks in worker threads and has no per-task timeout (§5, dask/distributed#391), so
+    a timer thread raises an async exception instead; it cannot interrupt a long C call.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.thread_id = seconds, threading.get_ident()
+        self.lock = threading.Lock()
+        self.done = self.fired = False
+        self.timer: threading.Timer | None = None
+
+    def start(self) -> None:
+        if self.seconds > 0:
+            self._arm(self.seconds)
+
+    def _arm(self, seconds: float) -> None:
+        self.timer = threading.Timer(seconds, self._fire)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _fire(self) -> None:
+        # The lock + done flag close the race with finish(): no exception is set once it has run.
+        with self.lock:
+            if self.done:
+                return
+            self.fired = True
+            _set_async_exc(self.thread_id, ParseDeadline)
+            self._arm(REFIRE_S)
+
+    def finish(self) -> None:
+        """Disarm; clear an exception the timer set but the thread has not raised yet. Idempotent."""
+        with self.lock:
+            self.done = True
+            if self.timer is not None:
+                self.timer.cancel()
+            if self.fired:
+                _set_async_exc(self.thread_id, None)
+
+
+def parse_with_deadline(source: str, work: Callable[[], Result], depth: str, deadline_s: float) -> Result:
+    """Run work() under a soft deadline; an overrun becomes a "timeout" failure Result for source."""
+    started = time.perf_counter()
+    guard = _SoftDeadline(deadline_s)
+    result: Result | None = None
+    try:
+        guard.start()
+        try:
+            result = work()
+        finally:
+            guard.finish()
+    except ParseDeadline:
+        # ParseDeadline may arrive anywhere before finish() clears it, even inside finish() itself:
+        # finish again (re-fires are REFIRE_S apart), and keep a result that did complete.
+        guard.finish()
+    if result is not None:
+        return result
+    return failed_result(source, "timeout", "ParseDeadline",
+                         f"parse took longer than {deadline_s:g} s; stopped by the soft deadline", depth,
+                         depth=depth, seconds=time.perf_counter() - started)
+
+
+def _parse_item(path: str, data: bytes | None, depth: str, max_bytes: int) -> Result:
+    """Parse shipped bytes, or read the file here when the workers share the filesystem."""
+    return parse_file(path, depth, max_bytes) if data is None else parse_replay(data, depth, source=path)
+
+
+def parse_batch(items: list[Item], depth: str, max_bytes: int, deadline_s: float) -> list[Result]:
+    """Parse each (path, bytes | None) item on a Dask worker; one Result per item, in order."""
+    return [parse_with_deadline(path, functools.partial(_parse_item, path, data, depth, max_bytes), depth, deadline_s)
+            for path, data in items]
+
+
+def _failure(path: str, depth: str, kind: str, exc: BaseException, message: str) -> Result:
+    text = " ".join(message.split())[:MAX_MESSAGE_CHARS] or type(exc).__name__
+    return failed_result(path, kind, type(exc).__name__, text, depth, depth=depth)
+
+
+def cluster_backend(client: Client, *, depth: str, timeout: float | None, max_bytes: int = DEFAULT_MAX_BYTES,
+                    batch_size: int = DEFAULT_BATCH_SIZE, shared_fs: bool = False, window: int | None = None,
+                    task: BatchTask = parse_batch) -> ParseBackend:
+    """Return a ParseBackend that parses batches of files on the cluster behind client.
+
+    `task` exists for fault-injection tests; production always runs parse_batch.
+    """
+    from distributed import KilledWorker
+
+    deadline_s = float(timeout or 0)
+    batch_size = max(1, batch_size)
+
+    def run(paths: Iterator[str], should_stop: Callable[[], bool]) -> Iterator[Result | None]:
+        # Real cf.Futures, cancel() forwarded: the same loop shape as the local runner (§6).
+        executor = client.get_executor(pure=False)  # type: ignore[no-untyped-call]
+        threads = sum(client.nthreads().values())  # type: ignore[no-untyped-call]
+        size = window or max(MIN_WINDOW, IN_FLIGHT_PER_THREAD * threads)
+        in_flight: dict[cf.Future[list[Result]], tuple[list[Item], bool]] = {}  # -> (items, quarantined)
+        alone: deque[Item] = deque()  # files of a failed batch, re-run one per task
+        # Single files that got KilledWorker: an innocent file queued on a worker a poison file keeps
+        # killing is marked suspicious too (§4), so each is confirmed with nothing else in flight.
+        suspects: deque[Item] = deque()
+        early: list[Result] = []  # read failures decided on the client, without a task
+        exhausted = False
+
+        def submit(items: list[Item], quarantined: bool) -> None:
+            in_flight[executor.submit(task, items, depth, max_bytes, deadline_s)] = (items, quarantined)
+
+        def next_batch() -> list[Item]:
+            nonlocal exhausted
+            if alone:
+                return [alone.popleft()]
+            batch: list[Item] = []
+            while not exhausted and len(batch) < batch_size:
+                try:
+                    path = next(paths)
+                except StopIteration:
+                    exhausted = True
+                    break
+                if shared_fs:
+                    batch.append((path, None))
+                    continue
+                data = read_replay_file(path, max_bytes)
+                if isinstance(data, dict):
+                    data["depth_requested"] = depth
+                    early.append(data)
+                else:
+                    batch.append((path, data))
+            return batch
+
+        def settle(future: cf.Future[list[Result]], items: list[Item], quarantined: bool) -> list[Result]:
+            exc = future.exception() if not future.cancelled() else cf.CancelledError()
+            if exc is None:
+                return future.result()
+            if isinstance(exc, cf.CancelledError):  # we cancel only on stop: the scheduler is gone
+                reason = " ".join(str(exc).split()) or type(exc).__name__
+                raise PoolUnrecoverable(f"the Dask cluster dropped a task (is the scheduler gone?): {reason}")
+            if len(items) > 1:
+                # Isolate: a poison file fails alone and its neighbours still parse.
+                log.warning("a batch of %d files failed (%s); re-running them one per task", len(items),
+                            type(exc).__name__)
+                alone.extend(items)
+                return []
+            path = items[0][0]
+            if isinstance(exc, KilledWorker):
+                if not quarantined:
+                    suspects.extend(items)
+                    return []
+                return [_failure(path, depth, "worker_crash", exc, "killed every worker it ran on, alone")]
+            return [_failure(path, depth, "parse_error", exc, str(exc))]
+
+        try:
+            while not should_stop():
+                while len(in_flight) < size and (alone or not exhausted):
+                    batch = next_batch()
+                    if batch:
+                        submit(batch, False)
+                main_done = exhausted and not alone and not in_flight
+                if main_done and suspects:
+                    submit([suspects.popleft()], True)  # nothing else in flight: only it can kill its worker
+                produced = bool(early)
+                while early:
+                    yield early.pop()
+                if main_done and not in_flight:
+                    return
+                done, _ = cf.wait(in_flight, timeout=TICK_S, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    for result in settle(future, *in_flight.pop(future)):
+                        produced = True
+                        yield result
+                        if should_stop():  # as runner.py: nothing more once a stop is asked for
+                            return
+                if not produced:
+                    yield None
+        finally:
+            for future in in_flight:  # stop or error: nothing more runs for us
+                future.cancel()
+            executor.shutdown(wait=False)
+
+    return run
+
+
+@contextlib.contextmanager
+def cluster_session(address: str, *, depth: str, timeout: float | None, max_bytes: int = DEFAULT_MAX_BYTES,
+                    batch_size: int = DEFAULT_BATCH_SIZE, shared_fs: bool = False) -> Iterator[ParseBackend]:
+    """Connect, refuse mismatched versions, yield the backend, and always disconnect.
+
+    Raises ReplayCliError when Dask is missing, the scheduler is unreachable or versions differ.
+    """
+    client = connect(address)
+    try:
+        wait_for_workers(client)
+        check_versions(client)
+        yield cluster_backend(client, depth=depth, timeout=timeout, max_bytes=max_bytes, batch_size=batch_size,
+                              shared_fs=shared_fs)
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
