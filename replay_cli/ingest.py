@@ -89,7 +89,7 @@ class Tally:
     db_path: str
     counts: Counter[str] = field(default_factory=Counter)
     failures: list[dict[str, Any]] = field(default_factory=list)
-    failure_groups: Counter[tuple[str, str]] = field(default_factory=Counter)
+    failure_groups: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (kind, type, build)
     wall_seconds: float = 0.0
     interrupted_by: int | None = None  # the signal number
 
@@ -109,7 +109,7 @@ class Tally:
         self.counts["parsed"] += 1
         error = result["error"]
         if result["status"] == STATUS_FAILED and error is not None:
-            self.failure_groups[(error["kind"], error["type"])] += 1
+            self.failure_groups[(error["kind"], error["type"], error.get("release") or "unknown")] += 1
             if len(self.failures) < MAX_FAILURES_LISTED:
                 self.failures.append({"path": result["source"], **error})
 

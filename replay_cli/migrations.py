@@ -51,11 +51,12 @@ PLAYER_STATS_COLUMNS: dict[str, Any] = {
     "vespene_rate": int, "workers": int, "supply_used": float, "supply_made": float, "army_value": int,
     "minerals_lost": int, "vespene_lost": int, "minerals_killed": int, "vespene_killed": int,
 }
-FILE_COLUMNS: dict[str, Any] = {
+FILE_COLUMNS_V1: dict[str, Any] = {
     "path": str, "size": int, "mtime_ns": int, "sha256": str, "status": str, "error_kind": str,
     "error_type": str, "error_message": str, "error_stage": str, "depth": str, "parse_seconds": float,
     "parser_version": str, "attempts": int, "first_run": int, "last_run": int,
 }
+FILE_COLUMNS: dict[str, Any] = {**FILE_COLUMNS_V1, "error_release": str}  # m002
 RUN_COUNT_NAMES: tuple[str, ...] = ("discovered", "parsed", "ok", "partial", "duplicate", "skipped", "failed")
 RUN_COLUMNS: dict[str, Any] = {
     "id": int, "started_at": str, "finished_at": str, "command": str, "options": str, "workers": int,
@@ -108,13 +109,18 @@ def m001_initial(db: Database) -> None:
     db["build_order"].create_index(["replay_sha256", "pid"])  # type: ignore[union-attr]
     db["replays"].create_index(["match_key"])  # type: ignore[union-attr]
     # files.sha256 has no foreign key on purpose: a failed file has no replay row.
-    db["files"].create(FILE_COLUMNS, pk="path", not_null=["path", "status"])  # type: ignore[union-attr]
+    db["files"].create(FILE_COLUMNS_V1, pk="path", not_null=["path", "status"])  # type: ignore[union-attr]
     db["files"].create_index(["sha256"])  # type: ignore[union-attr]
     db["files"].create_index(["status"])  # type: ignore[union-attr]
     db["runs"].create(RUN_COLUMNS, pk="id", not_null=["id", "started_at"])  # type: ignore[union-attr]
 
 
-MIGRATIONS: tuple[Callable[[Database], None], ...] = (m001_initial,)
+def m002_files_error_release(db: Database) -> None:
+    """Record the header's release of a failed file, so failures can be grouped by build."""
+    db["files"].add_column("error_release", str)  # type: ignore[union-attr]
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (m001_initial, m002_files_error_release)
 
 VIEWS: dict[str, str] = {
     # One row per 1v1 game: the two non-observer players side by side, lower slot first.
@@ -142,7 +148,8 @@ WHERE p.is_observer = 0""",
 FROM replays WHERE match_key IS NOT NULL
 GROUP BY match_key""",
     "v_failures": """SELECT f.path, f.size, f.error_kind, f.error_type, f.error_message, f.error_stage,
-  f.sha256, r.build, r.release, f.parser_version, f.attempts, f.first_run, f.last_run
+  f.sha256, r.build, coalesce(r.release, f.error_release) AS release, f.parser_version, f.attempts,
+  f.first_run, f.last_run
 FROM files f LEFT JOIN replays r ON r.sha256 = f.sha256
 WHERE f.status = 'failed'""",
 }

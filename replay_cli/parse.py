@@ -123,7 +123,7 @@ def _classify(exc: BaseException, depth: str) -> ErrorInfo:
     else:
         kind = "parse_error"
     error_type = "InvalidReplay" if isinstance(exc, _InvalidReplay) else _type_name(exc)
-    return {"kind": kind, "type": error_type, "message": _one_line(exc), "stage": stage}
+    return {"kind": kind, "type": error_type, "message": _one_line(exc), "stage": stage, "release": None}
 
 
 def _parser_versions() -> dict[str, str]:
@@ -142,6 +142,7 @@ def failed_result(
     sha256: str | None = None,
     size: int | None = None,
     seconds: float = 0.0,
+    release: str | None = None,
 ) -> Result:
     """Build a failure Result (also used by the runner for timeouts and crashed workers)."""
     return {
@@ -155,7 +156,7 @@ def failed_result(
         "parse_seconds": round(seconds, 4),
         "cpu_seconds": 0.0,
         "parser": {"replaycli": __version__},
-        "error": {"kind": kind, "type": error_type, "message": message, "stage": stage},
+        "error": {"kind": kind, "type": error_type, "message": message, "stage": stage, "release": release},
         "replay": None,
         "players": [],
         "chat": [],
@@ -174,6 +175,20 @@ def _load(data: bytes, depth: str) -> Any:
     if not replay.players or not replay.frames:
         raise _InvalidReplay(f"sc2reader found {len(replay.players)} players and {replay.frames} game loops: not a game")
     return replay
+
+
+def _header_release(data: bytes) -> str | None:
+    """Return the release in the replay header (sc2reader load level 0), or None if unreadable.
+
+    Failures are grouped by build in summaries: "40 files from 5.0.16 fail" says "wait for an
+    sc2reader release" where a bare count does not.
+    """
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            header = _sc2reader().resources.Replay(io.BytesIO(data), load_level=0, engine=None, debug=False)
+        return str(header.release_string)
+    except Exception:  # worker boundary: a header we cannot read just leaves the build unknown
+        return None
 
 
 def _extract(replay: Any, sha256: str, depth: str) -> dict[str, Any]:
@@ -248,10 +263,13 @@ def parse_replay(data: bytes, depth: Depth | str = DEFAULT_DEPTH, *, source: str
         result = failed_result(
             source, deeper_error["kind"], deeper_error["type"], deeper_error["message"],
             deeper_error["stage"], depth=depth, sha256=sha256, size=len(data), seconds=elapsed,
+            release=None if deeper_error["kind"] == "memory" else _header_release(data),
         )
         result["cpu_seconds"] = round(time.process_time() - cpu_start, 4)
         result["parser"] = _parser_versions()
         return result
+    if deeper_error is not None:
+        deeper_error["release"] = rows["replay"]["release"]
     return {
         "schema_version": SCHEMA_VERSION,
         "status": STATUS_OK if deeper_error is None else STATUS_PARTIAL,

@@ -185,7 +185,7 @@ class IngestProgress:
         self._progress.update(self._task, rate=f"{done / elapsed:.1f}/s", counts=shown)
 
 
-def print_ingest_summary(summary: Mapping[str, Any], groups: Mapping[tuple[str, str], int],
+def print_ingest_summary(summary: Mapping[str, Any], groups: Mapping[tuple[str, str, str], int],
                          console: Console) -> None:
     """Print the end-of-run summary: counts, speed, failures grouped by kind."""
     counts = summary["counts"]
@@ -194,12 +194,14 @@ def print_ingest_summary(summary: Mapping[str, Any], groups: Mapping[tuple[str, 
     line.append(f" in {summary['wall_seconds']:.1f} s ({summary['files_per_second']} files/s)")
     console.print(line)
     if groups:
-        table = Table(title="Failures by kind", title_justify="left")
-        for column in ("kind", "type", "files", "examples"):
+        table = Table(title="Failures by kind and build", title_justify="left")
+        for column in ("kind", "type", "build", "files", "examples"):
             table.add_column(column)
-        for (kind, error_type), count in sorted(groups.items(), key=lambda item: -item[1]):
-            examples = [f["path"] for f in summary["failures"] if (f["kind"], f["type"]) == (kind, error_type)][:3]
-            table.add_row(*map(_cell, (kind, error_type, count)), Text("\n".join(safe(e) for e in examples)))
+        for (kind, error_type, release), count in sorted(groups.items(), key=lambda item: -item[1]):
+            examples = [f["path"] for f in summary["failures"]
+                        if (f["kind"], f["type"], f.get("release") or "unknown") == (kind, error_type, release)][:3]
+            table.add_row(*map(_cell, (kind, error_type, release, count)),
+                          Text("\n".join(safe(e) for e in examples)))
         console.print(table)
         console.print(Text("See them all with: replaycli failures", style="dim"))
     if summary["status"] == "interrupted":

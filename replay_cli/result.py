@@ -45,6 +45,7 @@ class ErrorInfo(TypedDict):
     type: str  # exception class name, e.g. "MPQError"
     message: str  # one line, at most MAX_MESSAGE_CHARS
     stage: str  # one of Stage
+    release: str | None  # the build from the file's header when it could be read, e.g. "5.0.15.95299"
 
 
 class ReplayRow(TypedDict):

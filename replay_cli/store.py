@@ -318,6 +318,7 @@ class Store:
             "error_type": error["type"] if error else None,
             "error_message": error["message"] if error else None,
             "error_stage": error["stage"] if error else None,
+            "error_release": error.get("release") if error else None,
             "depth": depth,
             "parse_seconds": result.get("parse_seconds"),
             "parser_version": f"{parser.get('replaycli', '?')}/{parser.get('sc2reader', '?')}",

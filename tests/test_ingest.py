@@ -92,7 +92,8 @@ def test_json_summary_keys_are_pinned(corpus_ingests):
     assert set(summary) == JSON_SUMMARY_KEYS
     assert set(summary["counts"]) == COUNT_KEYS
     assert summary["status"] == "partial" and summary["exit_code"] == 1
-    assert set(summary["failures"][0]) == {"path", "kind", "type", "message", "stage"}
+    assert set(summary["failures"][0]) == {"path", "kind", "type", "message", "stage", "release"}
+    assert summary["failures"][0]["release"] == "5.0.10.88500"  # read from the header of testError2
 
 
 def test_second_run_changes_nothing_and_parses_nothing(corpus_ingests, corpus):

@@ -77,7 +77,8 @@ def make_result(
             "schema_version": schema.SCHEMA_VERSION, "status": "failed", "sha256": sha, "source": None,
             "size": 1234, "depth_requested": depth, "depth_reached": None, "parse_seconds": 0.01,
             "cpu_seconds": 0.01, "parser": dict(PARSER),
-            "error": {"kind": "parse_error", "type": "MPQError", "message": "bad header", "stage": "archive"},
+            "error": {"kind": "parse_error", "type": "MPQError", "message": "bad header", "stage": "archive",
+                      "release": "5.0.16.97364"},
             "replay": None, "players": [], "chat": [], "build_order": [], "player_stats": [],
         }
     replay: dict[str, Any] = {
@@ -93,7 +94,8 @@ def make_result(
     at_stats = depth != "summary"
     error = None
     if status == "partial":
-        error = {"kind": "parse_error", "type": "KeyError", "message": "'tracker'", "stage": "stats"}
+        error = {"kind": "parse_error", "type": "KeyError", "message": "'tracker'", "stage": "stats",
+                 "release": "5.0.13.92440"}
     return {
         "schema_version": schema.SCHEMA_VERSION, "status": status, "sha256": sha, "source": "game.SC2Replay",
         "size": 1234, "depth_requested": depth, "depth_reached": depth, "parse_seconds": 0.25,
@@ -168,7 +170,7 @@ def test_open_applies_migrations_once_and_sets_pragmas(db_path: Path) -> None:
         assert store._conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
         assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000 == BUSY_TIMEOUT_MS
     migrations = rows(db_path, "SELECT name, applied_at FROM _replaycli_migrations")
-    assert [m["name"] for m in migrations] == ["m001_initial"]
+    assert [m["name"] for m in migrations] == ["m001_initial", "m002_files_error_release"]
     assert migrations[0]["applied_at"].endswith("+00:00")
     tables = {r["name"] for r in rows(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"replays", "players", "chat", "build_order", "player_stats", "files", "runs"} <= tables
@@ -267,6 +269,7 @@ def test_save_ok_writes_exact_rows(store: Store) -> None:
             "error_message": None,
             "error_stage": None,
             "depth": "stats",
+            "error_release": None,
             "parse_seconds": 0.25,
             "parser_version": PARSER_VERSION,
             "attempts": 1,
@@ -311,6 +314,7 @@ def test_save_failed_counts_attempts(store: Store) -> None:
             "error_message": "bad header",
             "error_stage": "archive",
             "depth": None,
+            "error_release": "5.0.16.97364",
             "parse_seconds": 0.01,
             "parser_version": PARSER_VERSION,
             "attempts": 2,
@@ -477,7 +481,9 @@ def test_two_processes_write_the_same_new_database(db_path: Path) -> None:
     assert rows(db_path, "SELECT status, count(*) AS n FROM files GROUP BY status") == [
         {"status": "ok", "n": 2 * PER_PROCESS}
     ]
-    assert rows(db_path, "SELECT name FROM _replaycli_migrations") == [{"name": "m001_initial"}]
+    assert rows(db_path, "SELECT name FROM _replaycli_migrations") == [
+        {"name": "m001_initial"}, {"name": "m002_files_error_release"}
+    ]
     assert rows(db_path, "SELECT count(*) AS n FROM runs WHERE exit_code = 0") == [{"n": 2}]
 
 
@@ -546,7 +552,7 @@ def test_failures_and_summary(store: Store) -> None:
         "last_run": run_id,
     }
     assert store.failures() == [
-        {"path": "/r/bad.SC2Replay", **base, "build": None, "release": None},
+        {"path": "/r/bad.SC2Replay", **base, "build": None, "release": "5.0.16.97364"},  # from the header
         {"path": "/r/timeout.SC2Replay", **base, "build": 92440, "release": "5.0.13.92440"},
     ]
     assert [f["path"] for f in store.failures(limit=1)] == ["/r/bad.SC2Replay"]
@@ -712,3 +718,21 @@ def test_random_histories_keep_the_store_consistent(
         if not any(replace for batch in history for *_, replace in batch):
             stored = dict(conn.execute("SELECT sha256, depth FROM replays"))
             assert {sha: schema.DEPTHS.index(depth) for sha, depth in stored.items()} == deepest
+
+
+def test_a_database_from_schema_v1_is_migrated_forward(db_path: Path) -> None:
+    """A database made before m002 gains files.error_release on open, its rows intact."""
+    import sqlite_utils
+
+    from replay_cli.migrations import m001_initial
+
+    old = sqlite_utils.Database(db_path)
+    m001_initial(old)
+    old["_replaycli_migrations"].insert({"name": "m001_initial", "applied_at": "2026-11-01T00:00:00+00:00"})
+    old["files"].insert({"path": "/old.SC2Replay", "status": "ok", "size": 1, "mtime_ns": 1})
+    old.close()
+    with open_store(db_path) as store:
+        assert "error_release" in {c.name for c in store.db["files"].columns}
+        assert rows(store, "SELECT path, error_release FROM files") == [
+            {"path": "/old.SC2Replay", "error_release": None}
+        ]
