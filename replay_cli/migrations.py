@@ -120,7 +120,39 @@ def m002_files_error_release(db: Database) -> None:
     db["files"].add_column("error_release", str)  # type: ignore[union-attr]
 
 
-MIGRATIONS: tuple[Callable[[Database], None], ...] = (m001_initial, m002_files_error_release)
+# Covered by the (replay_sha256, seq) primary key: a replay's few hundred rows are one range scan.
+REDUNDANT_INDEXES = ("idx_build_order_replay_sha256_pid",)
+
+
+def m003_child_tables_without_rowid(db: Database) -> None:
+    """Store the child tables clustered on their primary keys (WITHOUT ROWID).
+
+    A rowid table with a composite key keeps every row twice, in the table and in the key's index.
+    Clustered, the database is half the size (61 -> 29 MB for the corpus at stats) and the single
+    writer spends 30% less CPU per batch (1.24 -> 0.87 s), CPU that two workers on two cores need.
+    """
+    conn = db.conn
+    for view in VIEWS:  # views follow a renamed table; ensure_shape() recreates them afterwards
+        conn.execute(f'DROP VIEW IF EXISTS "{view}"')
+    for table in CHILD_TABLES:
+        create_sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                  (table,)).fetchone()[0]
+        index_sql = [sql for name, sql in conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+            (table,)) if name not in REDUNDANT_INDEXES]
+        conn.execute(f'ALTER TABLE "{table}" RENAME TO "_m003_{table}"')
+        conn.execute(f"{create_sql} WITHOUT ROWID")
+        conn.execute(f'INSERT INTO "{table}" SELECT * FROM "_m003_{table}"')
+        conn.execute(f'DROP TABLE "_m003_{table}"')
+        for sql in index_sql:
+            conn.execute(sql)
+
+
+MIGRATIONS: tuple[Callable[[Database], None], ...] = (
+    m001_initial,
+    m002_files_error_release,
+    m003_child_tables_without_rowid,
+)
 
 VIEWS: dict[str, str] = {
     # One row per 1v1 game: the two non-observer players side by side, lower slot first.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import multiprocessing
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from hypothesis import strategies as st
 
 from replay_cli import result as schema
 from replay_cli.errors import ReplayCliError, StoreError
+from replay_cli.migrations import CHILD_TABLES
 from replay_cli.store import (
     BUSY_TIMEOUT_MS,
     LOOKUP_CHUNK,
@@ -28,8 +28,6 @@ from replay_cli.store import (
 
 PARSER = {"replaycli": "0.1.0", "sc2reader": "1.9.0"}
 PARSER_VERSION = "0.1.0/1.9.0"
-REPLAYS_ENV = "REPLAYCLI_TEST_REPLAYS"
-DEFAULT_REPLAYS = Path("/work/shared/replays")
 REAL_1V1 = Path("manuelseeger+sc2reader-plugins/tests/replays/1v1.SC2Replay")
 PER_PROCESS = 200
 CHILD_KEYS = {"players": ["slot"], "chat": ["seq"], "build_order": ["seq"], "player_stats": []}
@@ -170,7 +168,9 @@ def test_open_applies_migrations_once_and_sets_pragmas(db_path: Path) -> None:
         assert store._conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
         assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000 == BUSY_TIMEOUT_MS
     migrations = rows(db_path, "SELECT name, applied_at FROM _replaycli_migrations")
-    assert [m["name"] for m in migrations] == ["m001_initial", "m002_files_error_release"]
+    assert [m["name"] for m in migrations] == [
+        "m001_initial", "m002_files_error_release", "m003_child_tables_without_rowid"
+    ]
     assert migrations[0]["applied_at"].endswith("+00:00")
     tables = {r["name"] for r in rows(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"replays", "players", "chat", "build_order", "player_stats", "files", "runs"} <= tables
@@ -192,7 +192,6 @@ def test_tables_match_result_schema(store: Store) -> None:
         "idx_players_region_id_subregion_toon_id",
         "idx_players_toon_handle",
         "idx_players_name",
-        "idx_build_order_replay_sha256_pid",
         "idx_files_sha256",
         "idx_files_status",
     } <= indexes
@@ -251,12 +250,12 @@ def test_save_ok_writes_exact_rows(store: Store) -> None:
     assert stored_at.endswith("+00:00")
     assert replay == {**as_stored(result["replay"]), "first_path": "/r/a.SC2Replay", "stored_run": 7}
     for table, keys in CHILD_KEYS.items():
-        stored = rows(store, f"SELECT * FROM {table} ORDER BY rowid")
+        stored = rows(store, f"SELECT * FROM {table}")  # clustered on the key (m003), not insert order
         expected = [
             {"replay_sha256": "a" * 64, **{key: seq for key in keys}, **as_stored(row)}
             for seq, row in enumerate(result[table])
         ]
-        assert stored == expected, table
+        assert sorted(stored, key=json.dumps) == sorted(expected, key=json.dumps), table
     assert rows(store, "SELECT * FROM files") == [
         {
             "path": "/r/a.SC2Replay",
@@ -482,7 +481,7 @@ def test_two_processes_write_the_same_new_database(db_path: Path) -> None:
         {"status": "ok", "n": 2 * PER_PROCESS}
     ]
     assert rows(db_path, "SELECT name FROM _replaycli_migrations") == [
-        {"name": "m001_initial"}, {"name": "m002_files_error_release"}
+        {"name": "m001_initial"}, {"name": "m002_files_error_release"}, {"name": "m003_child_tables_without_rowid"}
     ]
     assert rows(db_path, "SELECT count(*) AS n FROM runs WHERE exit_code = 0") == [{"n": 2}]
 
@@ -650,13 +649,10 @@ def test_database_opens_with_plain_sqlite_utils(db_path: Path, store: Store) -> 
 # --- a real replay --------------------------------------------------------------------------------------
 
 
-def test_stores_a_real_parse(store: Store) -> None:
-    parse = pytest.importorskip("replay_cli.parse")
-    if not hasattr(parse, "parse_replay"):
-        pytest.skip("replay_cli.parse.parse_replay does not exist yet")
-    replay_file = Path(os.environ.get(REPLAYS_ENV, DEFAULT_REPLAYS)) / REAL_1V1
-    if not replay_file.is_file():
-        pytest.skip(f"{replay_file} not found: set {REPLAYS_ENV} to the shared replays folder")
+def test_stores_a_real_parse(store: Store, corpus: Path) -> None:
+    from replay_cli import parse
+
+    replay_file = corpus / REAL_1V1
     data = replay_file.read_bytes()
     result = parse.parse_replay(data, depth="stats", source=str(replay_file))
     assert result["status"] in ("ok", "partial"), result["error"]
@@ -736,3 +732,21 @@ def test_a_database_from_schema_v1_is_migrated_forward(db_path: Path) -> None:
         assert rows(store, "SELECT path, error_release FROM files") == [
             {"path": "/old.SC2Replay", "error_release": None}
         ]
+
+
+def test_m003_clusters_child_tables_and_keeps_their_rows(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import replay_cli.store as store_module
+    from replay_cli.migrations import MIGRATIONS
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:2])  # a database from before m003
+    with open_store(db_path) as old:
+        old.save_batch([(stat(), make_result())], run_id=1)
+        before = {t: rows(old, f"SELECT * FROM {t} ORDER BY 1, 2, 3") for t in CHILD_TABLES}
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
+    with open_store(db_path) as store:
+        after = {t: rows(store, f"SELECT * FROM {t} ORDER BY 1, 2, 3") for t in CHILD_TABLES}
+        clustered = {name for name, sql in store._conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+                     if sql.endswith("WITHOUT ROWID")}
+        assert rows(store, "SELECT count(*) AS n FROM v_1v1") == [{"n": 1}]  # views rebuilt
+    assert after == before and all(before.values())
+    assert clustered == set(CHILD_TABLES)
