@@ -30,7 +30,7 @@ FLUSH_EVERY_RESULTS = 100
 FLUSH_EVERY_S = 1.0
 # Arcade games can carry 17,000 build-order rows each: a row budget keeps the buffer, and so
 # the main process's peak memory, flat whatever the replays hold (benchmarks/ingest.py).
-FLUSH_EVERY_ROWS = 50_000
+FLUSH_EVERY_ROWS = 10_000
 DEFAULT_TIMEOUT_S = 30.0  # about 15x the slowest real replay (reliability.md §1)
 DEFAULT_MAX_MEMORY = 1024**3  # RLIMIT_AS per worker: about 12x the worst real footprint
 MAX_FAILURES_LISTED = 1000  # in the --json summary; the database keeps all of them
