@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import sqlite3
@@ -23,6 +22,7 @@ from replay_cli.parse import parse_file
 from replay_cli.result import ERROR_KINDS
 from replay_cli.store import open_store
 from tests.hostile import bomb_replay, build_catalogue
+from tests.processes import descendants, multiprocessing_helpers
 
 REAL = ["tests/replays/1v1.SC2Replay", "tests/replays/2v2.SC2Replay", "tests/replays/1v1_computer.SC2Replay",
         "spawningtool/replays/patch_5_0_14_tvp.SC2Replay", "test_replays/1.0.0.16117/1.SC2Replay"]
@@ -140,20 +140,6 @@ def mutate(data: bytes, mutation: tuple) -> bytes:
     return bytes(out)
 
 
-def _descendants() -> list[int]:
-    found, todo = [], [os.getpid()]
-    while todo:
-        pid = todo.pop()
-        for tasks in Path(f"/proc/{pid}/task").glob("*/children"):
-            try:
-                children = [int(c) for c in tasks.read_text().split()]
-            except OSError:
-                continue
-            todo += children
-            found += children
-    return found
-
-
 @pytest.fixture(scope="module")
 def real_bytes(replay) -> list[bytes]:
     return [replay(suffix).read_bytes() for suffix in REAL]
@@ -170,7 +156,7 @@ def test_mutated_real_replays_never_break_a_batch(tmp_path_factory, real_bytes, 
         path = folder / f"mutant-{index}.SC2Replay"
         path.write_bytes(mutate(real_bytes[source], mutation))
         paths.append(str(path))
-    before = set(_descendants())
+    before = descendants()
     with open_store(folder / "m.db") as store:
         tally = ingest_paths(store, paths, IngestOptions(depth="stats", workers=2, timeout=30))
     rows = _files_rows(folder / "m.db")
@@ -178,21 +164,12 @@ def test_mutated_real_replays_never_break_a_batch(tmp_path_factory, real_bytes, 
     assert all(kind is None or kind in ERROR_KINDS for _, kind in rows.values())
     assert tally.counts["parsed"] == len(paths)
     deadline = time.monotonic() + 3
-    while set(_descendants()) - before and time.monotonic() < deadline:
+    while descendants() - before and time.monotonic() < deadline:
         time.sleep(0.1)
-    leftovers = set(_descendants()) - before - _multiprocessing_helpers()
+    leftovers = descendants() - before - multiprocessing_helpers()
     assert not leftovers, f"orphan processes {leftovers}"
     mutated_inputs_seen.append(len(paths))
     print(f"mutation batch {len(mutated_inputs_seen)}: {sum(mutated_inputs_seen)} mutated inputs so far")
-
-
-def _multiprocessing_helpers() -> set[int]:
-    import multiprocessing.forkserver
-    import multiprocessing.resource_tracker
-
-    pids = {getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None),
-            getattr(multiprocessing.resource_tracker._resource_tracker, "_pid", None)}
-    return {pid for pid in pids if pid}
 
 
 @pytest.mark.parametrize("seed", range(3))

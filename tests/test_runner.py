@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing.forkserver
-import multiprocessing.resource_tracker
 import os
 import signal
 import sys
@@ -25,6 +23,7 @@ from replay_cli import runner
 from replay_cli.result import Result
 from replay_cli.runner import PoolUnrecoverable, run_parses
 from tests.faults import CRASHED_SUFFIX, fault_parse
+from tests.processes import alive, descendants, multiprocessing_helpers
 
 MiB = 1024 * 1024
 REAL_REPLAYS = 10
@@ -57,50 +56,17 @@ def _outcome(result: Result) -> Outcome:
     return result["source"], result["status"], result["error"]["kind"] if result["error"] else None
 
 
-def _children(pid: int) -> list[int]:
-    """Return the live child pids of pid, read from /proc."""
-    found = []
-    for tasks in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            found += [int(child) for child in tasks.read_text().split()]
-        except OSError:
-            continue
-    return [child for child in found if _alive(child)]
-
-
-def _alive(pid: int) -> bool:
-    """Return whether pid exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _helpers() -> set[int]:
-    """Return the pids of the long-lived multiprocessing helpers (fork server, resource tracker)."""
-    pids = {getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None),
-            getattr(multiprocessing.resource_tracker._resource_tracker, "_pid", None)}
-    return {pid for pid in pids if pid}
-
-
 def _workers() -> list[int]:
     """Return every live descendant of this process except the multiprocessing helpers."""
-    helpers, found, todo = _helpers(), [], [os.getpid()]
-    while todo:
-        for child in _children(todo.pop()):
-            todo.append(child)
-            if child not in helpers:
-                found.append(child)
-    return found
+    return sorted(descendants() - multiprocessing_helpers())
 
 
 def _wait_gone(pids: list[int], within_s: float = 3.0) -> list[int]:
     """Wait until none of pids is alive; return the survivors."""
     deadline = time.monotonic() + within_s
-    while (alive := [pid for pid in pids if _alive(pid)]) and time.monotonic() < deadline:
+    while (survivors := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return alive
+    return survivors
 
 
 def test_mixed_fault_batch_attributes_every_file(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from replay_cli.archive import archive_path
 from replay_cli.parse import parse_replay
 from replay_cli.service import ReplayParser, default_workers
 from tests.faults import fault_parse_bytes
+from tests.processes import descendants, multiprocessing_helpers
 
 TIMING_KEYS = ("parse_seconds", "cpu_seconds")
 HEARTBEAT_S = 0.01
@@ -23,28 +23,6 @@ LARGE = ["tests/replays/1v1.SC2Replay", "tests/replays/2v2.SC2Replay", "spawning
 
 def _without_timings(result: dict) -> dict:
     return {k: v for k, v in result.items() if k not in TIMING_KEYS}
-
-
-def _children() -> set[int]:
-    """Every live descendant of this process (pool workers are the fork server's children)."""
-    found: set[int] = set()
-    todo = [os.getpid()]
-    while todo:
-        for tasks in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
-            try:
-                children = [int(pid) for pid in tasks.read_text().split()]
-            except OSError:
-                continue
-            todo += children
-            found.update(children)
-    return {pid for pid in found if _alive(pid)}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_parse_returns_what_the_cli_stores(replay):
@@ -153,27 +131,19 @@ def test_store_and_archive_share_the_cli_layout(replay, tmp_path: Path):
 
 def test_closing_the_parser_leaves_no_worker(replay):
     data = replay(LARGE[0]).read_bytes()
-    before = _children()
+    before = descendants()
 
     async def main() -> None:
         async with ReplayParser(workers=2, depth="summary") as parser:
             await parser.parse(data)
-            assert _children() - before, "workers exist while open"
+            assert descendants() - before, "workers exist while open"
 
     asyncio.run(main())
     deadline = time.monotonic() + 5
-    while (_children() - before - _helpers()) and time.monotonic() < deadline:
+    while (descendants() - before - multiprocessing_helpers()) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not (_children() - before - _helpers())
+    assert not (descendants() - before - multiprocessing_helpers())
 
-
-def _helpers() -> set[int]:
-    import multiprocessing.forkserver
-    import multiprocessing.resource_tracker
-
-    pids = {getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None),
-            getattr(multiprocessing.resource_tracker._resource_tracker, "_pid", None)}
-    return {pid for pid in pids if pid}
 
 
 @pytest.mark.parametrize(("env", "expected"), [({"REPLAYCLI_WORKERS": "3"}, 3), ({"WORKER_PROCESSES": "5"}, 5),
