@@ -10,7 +10,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "parse_file", "parse_replay", "failed_result", "SCHEMA_VERSION"]
+__all__ = ["SCHEMA_VERSION", "__version__", "failed_result", "parse_file", "parse_replay"]
 
 _LAZY = {
     "parse_file": "replay_cli.parse",

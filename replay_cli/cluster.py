@@ -112,7 +112,7 @@ def replaycli_version() -> str:
 def wait_for_workers(client: Client, within_s: float = WORKER_WAIT_S) -> None:
     """Give workers that are still starting a moment; a cluster with none after that is an error."""
     try:
-        client.wait_for_workers(n_workers=1, timeout=within_s)  # type: ignore[no-untyped-call]
+        client.wait_for_workers(n_workers=1, timeout=within_s)
     except (TimeoutError, OSError) as exc:
         raise ReplayCliError(f"the Dask cluster has no workers after {within_s:g} s; start some with: "
                              "dask worker <scheduler address>") from exc
@@ -127,7 +127,7 @@ def check_versions(client: Client) -> None:
         raise ReplayCliError("the Dask cluster has no workers; start some with: dask worker <scheduler address>")
     try:
         found["scheduler"] = client.run_on_scheduler(replaycli_version)  # type: ignore[no-untyped-call]
-    except Exception as exc:  # noqa: BLE001  # the scheduler unpickles the task graph too (§1)
+    except Exception as exc:  # the scheduler unpickles the task graph too (§1)
         found["scheduler"] = exc
     differ = {where: v if isinstance(v, str) else f"not installed ({type(v).__name__})"
               for where, v in found.items() if v != ours}

@@ -6,6 +6,7 @@ real seconds (what the LotV in-game clock shows).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from typing import Any
@@ -46,7 +47,7 @@ def _bases_at(units: list[dict[str, Any]], loop: float) -> int:
 def supply_blocked_seconds(rows: list[PlayerStatsRow], per_second: float) -> float:
     """Return the real seconds spent at or over the supply cap (below the 200 maximum)."""
     blocked_loops = 0
-    for current, following in zip(rows, rows[1:]):
+    for current, following in itertools.pairwise(rows):
         if current["supply_made"] < MAX_SUPPLY and current["supply_used"] >= current["supply_made"]:
             blocked_loops += following["game_loop"] - current["game_loop"]
     return round(blocked_loops / per_second, 1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from replay_cli.result import BuildOrderRow, ChatRow, PlayerRow, PlayerStatsRow, ReplayRow
@@ -31,7 +31,7 @@ SPEED_FACTORS = {"Slower": 0.6, "Slow": 0.8, "Normal": 1.0, "Fast": 1.2, "Faster
 UINT32_UNKNOWN = 4294967295
 MMR_UNKNOWN_META = -36400
 # Replays exist with year-1600 dates and dates in the future (GraylinKim/sc2reader#71).
-EARLIEST_PLAUSIBLE_DATE = datetime(2010, 1, 1, tzinfo=timezone.utc)  # WoL beta began in 2010
+EARLIEST_PLAUSIBLE_DATE = datetime(2010, 1, 1, tzinfo=UTC)  # WoL beta began in 2010
 LEAGUE_NONE = 0
 
 # Upgrades reported at loop 0 that are cosmetics, not research.
@@ -88,9 +88,9 @@ def _clean_date(value: datetime | None) -> tuple[str | None, str | None]:
     if value is None:
         return None, None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    iso = value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-    if value < EARLIEST_PLAUSIBLE_DATE or value > datetime.now(timezone.utc):
+        value = value.replace(tzinfo=UTC)
+    iso = value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if value < EARLIEST_PLAUSIBLE_DATE or value > datetime.now(UTC):
         return None, iso
     return iso, None
 

@@ -145,7 +145,7 @@ def _run_inline(paths: Iterator[str], parse_fn: ParseFn, depth: str, max_bytes: 
             yield parse_fn(path, depth, max_bytes)
         except MemoryError as exc:
             yield _failure(path, depth, "memory", exc, f"out of memory: {exc}")
-        except Exception as exc:  # noqa: BLE001  # the worker boundary: one bad file must not end the batch
+        except Exception as exc:  # the worker boundary: one bad file must not end the batch
             yield _failure(path, depth, "parse_error", exc, str(exc))
 
 
@@ -183,7 +183,7 @@ class _Driver:
             # pebble ignores the timeout for a stopped pool: each worker gets SIGTERM, then SIGKILL
             # after 3 s (pebble CONSTS.term_timeout), so a worker stuck in C code costs up to 3 s.
             pool.join(timeout=JOIN_TIMEOUT_S)
-        except Exception as exc:  # noqa: BLE001  # a broken pool may fail to join; workers are terminated anyway
+        except Exception as exc:  # a broken pool may fail to join; workers are terminated anyway
             log.warning("worker pool did not shut down cleanly: %s: %s", type(exc).__name__, exc)
 
     def drive(self, paths: Iterator[str], should_stop: Callable[[], bool]) -> Iterator[Result | None]:

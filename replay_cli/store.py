@@ -292,7 +292,7 @@ class Store:
         values = [replay.get(column) for column in REPLAY_COLUMNS]
         values[0] = sha  # the result's hash is the identity, whatever the row says
         self._conn.execute(_REPLAY_UPSERT, (*values, stored_at, first_path, run_id))
-        for table, (columns, seq_column) in CHILD_TABLES.items():
+        for table, (_columns, seq_column) in CHILD_TABLES.items():
             rows: list[dict[str, Any]] = result[table]  # type: ignore[literal-required]
             # itemgetter builds each tuple in C: the main process is the one writer, and at
             # stats depth its per-row cost decides how much CPU the workers are left.

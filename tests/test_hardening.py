@@ -59,7 +59,7 @@ class Run:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
-            raise AssertionError(f"ingest did not finish in {timeout} s; stderr:\n{self.stderr()[-3000:]}")
+            raise AssertionError(f"ingest did not finish in {timeout} s; stderr:\n{self.stderr()[-3000:]}") from None
 
 
 def _env(marker: str, extra: dict[str, str] | None) -> dict[str, str]:
@@ -76,10 +76,10 @@ def start(tmp: Path, args: list[str], *, fault: bool = False, stdin_list: Path |
     marker = uuid.uuid4().hex
     module = "tests.fault_cli" if fault else "replay_cli"
     out, err = tmp / f"{marker}.out", tmp / f"{marker}.err"
-    stdin = open(stdin_list, "rb") if stdin_list else subprocess.DEVNULL  # noqa: SIM115
+    stdin = open(stdin_list, "rb") if stdin_list else subprocess.DEVNULL
     try:
         proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=_env(marker, env),
-                                stdin=stdin, stdout=open(out, "wb"), stderr=open(err, "wb"),  # noqa: SIM115
+                                stdin=stdin, stdout=open(out, "wb"), stderr=open(err, "wb"),
                                 start_new_session=True)
     finally:
         if stdin_list:

@@ -194,7 +194,7 @@ def test_observer_chat_is_joined_on_uid_not_pid(replay):
         sender = by_uid[line["sender_uid"]]
         assert sender["name"] == line["sender_name"]
         assert line["sender_pid"] == (None if sender["is_observer"] else sender["pid"])
-    gg = [c for c in result["chat"] if c["text"] == "gg"][0]
+    gg = next(c for c in result["chat"] if c["text"] == "gg")
     assert (gg["sender_name"], gg["sender_pid"]) == ("Vindicta", 1)
     # real seconds and game seconds are never mixed: game = loops/16, real = loops/22.4
     assert gg["game_s"] == pytest.approx(gg["game_loop"] / 16, abs=0.001)

@@ -434,7 +434,7 @@ def test_malformed_result_rolls_back(store: Store) -> None:
 def test_closed_connection_raises_store_error(db_path: Path) -> None:
     store = open_store(db_path)
     store.close()
-    with pytest.raises(StoreError, match="^cannot write to database .*closed database"):
+    with pytest.raises(StoreError, match=r"^cannot write to database .*closed database"):
         store.save_batch([(stat(), make_result())], run_id=1)
     assert rows(db_path, "SELECT count(*) AS n FROM replays") == [{"n": 0}]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import bz2
 import struct
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
 USER_DATA_MAGIC = b"MPQ\x1b"
@@ -49,7 +49,7 @@ COMPRESSION_BZIP2 = 0x10
 COMPRESSION_ZLIB = 0x02
 BZIP2_LEVEL = 9
 ZLIB_LEVEL = 6
-COMPRESSORS = {
+COMPRESSORS: dict[str, tuple[int, Callable[[bytes], bytes]]] = {
     "bzip2": (COMPRESSION_BZIP2, lambda data: bz2.compress(data, BZIP2_LEVEL)),
     "zlib": (COMPRESSION_ZLIB, lambda data: zlib.compress(data, ZLIB_LEVEL)),
 }
