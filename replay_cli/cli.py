@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 from typing import Any
 
 import click
 
 from replay_cli import __version__
+from replay_cli.defaults import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_MEMORY,
+    DEFAULT_TIMEOUT_S,
+    WORKERS_ENV,
+    default_workers,
+)
 from replay_cli.result import DEFAULT_DEPTH, DEPTHS
-
-# Defaults shared with the library, kept here as literals so `--help` imports nothing heavy.
-DEFAULT_TIMEOUT_S = 30.0  # ingest.DEFAULT_TIMEOUT_S
-DEFAULT_MAX_MEMORY = 1024**3  # ingest.DEFAULT_MAX_MEMORY
-DEFAULT_MAX_BYTES = 50 * 1024**2  # parse.DEFAULT_MAX_BYTES
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 STDIN_MARKER = "-"
@@ -112,10 +113,6 @@ def schema() -> None:
     click.echo(shipped_schema_text(), nl=False)
 
 
-def _default_workers() -> int:
-    return max(1, (os.cpu_count() or 2) - 1)
-
-
 def _mebibytes(value: int | None) -> int | None:
     return None if not value else value * 1024 * 1024
 
@@ -125,8 +122,8 @@ def _mebibytes(value: int | None) -> int | None:
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), default="replays.db", envvar="REPLAYCLI_DB",
               show_default=True, help="SQLite database to write (env REPLAYCLI_DB).")
 @depth_option
-@click.option("-w", "--workers", type=click.IntRange(min=0), default=_default_workers,
-              envvar=["REPLAYCLI_WORKERS", "WORKER_PROCESSES"], show_default="CPU count - 1",
+@click.option("-w", "--workers", type=click.IntRange(min=0), default=default_workers,
+              envvar=list(WORKERS_ENV), show_default="CPU count - 1",
               help="Worker processes; 0 parses in this process (env REPLAYCLI_WORKERS or WORKER_PROCESSES).")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT_S, show_default=True,
               help="Seconds one file may take before its worker is killed.")

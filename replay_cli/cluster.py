@@ -19,11 +19,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from replay_cli.defaults import DEFAULT_MAX_BYTES
 from replay_cli.errors import ReplayCliError
 from replay_cli.parse import (
-    DEFAULT_MAX_BYTES,
-    MAX_MESSAGE_CHARS,
     failed_result,
+    failure_from,
+    one_line,
     parse_file,
     parse_replay,
     read_replay_file,
@@ -76,7 +77,7 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT_S) -> Client:
         try:
             client = Client(address, timeout=timeout, set_as_default=False)  # type: ignore[no-untyped-call]
         except Exception as exc:  # OSError, TimeoutError, ValueError for a bad address...
-            message = " ".join(str(exc).split())[:MAX_MESSAGE_CHARS] or type(exc).__name__
+            message = one_line(str(exc)) or type(exc).__name__
             raise ReplayCliError(f"cannot connect to the Dask scheduler at {address}: {message}") from exc
     for warning in caught:  # e.g. the dask-stack VersionMismatchWarning: to the log, not the terminal
         log.warning("dask: %s", " ".join(str(warning.message).split()))
@@ -218,11 +219,6 @@ def parse_batch(items: list[Item], depth: str, max_bytes: int, deadline_s: float
             for path, data in items]
 
 
-def _failure(path: str, depth: str, kind: str, exc: BaseException, message: str) -> Result:
-    text = " ".join(message.split())[:MAX_MESSAGE_CHARS] or type(exc).__name__
-    return failed_result(path, kind, type(exc).__name__, text, depth, depth=depth)
-
-
 def cluster_backend(client: Client, *, depth: str, timeout: float | None, max_bytes: int = DEFAULT_MAX_BYTES,
                     batch_size: int = DEFAULT_BATCH_SIZE, shared_fs: bool = False, window: int | None = None,
                     task: BatchTask = parse_batch) -> ParseBackend:
@@ -291,8 +287,8 @@ def cluster_backend(client: Client, *, depth: str, timeout: float | None, max_by
                 if not quarantined:
                     suspects.extend(items)
                     return []
-                return [_failure(path, depth, "worker_crash", exc, "killed every worker it ran on, alone")]
-            return [_failure(path, depth, "parse_error", exc, str(exc))]
+                return [failure_from(path, depth, "worker_crash", exc, "killed every worker it ran on, alone")]
+            return [failure_from(path, depth, "parse_error", exc, str(exc))]
 
         try:
             while not should_stop():

@@ -19,7 +19,8 @@ from types import FrameType
 from typing import Any, Protocol
 
 from replay_cli.archive import archive_file
-from replay_cli.parse import DEFAULT_MAX_BYTES, failed_result, parse_file
+from replay_cli.defaults import DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT_S
+from replay_cli.parse import failed_result, parse_file
 from replay_cli.result import DEFAULT_DEPTH, DEPTHS, STATUS_FAILED, Result
 from replay_cli.runner import PoolUnrecoverable, run_parses
 from replay_cli.store import LOOKUP_CHUNK, BatchCounts, FileRecord, FileStat, Store
@@ -31,8 +32,6 @@ FLUSH_EVERY_S = 1.0
 # Arcade games can carry 17,000 build-order rows each: a row budget keeps the buffer, and so
 # the main process's peak memory, flat whatever the replays hold (benchmarks/ingest.py).
 FLUSH_EVERY_ROWS = 10_000
-DEFAULT_TIMEOUT_S = 30.0  # about 15x the slowest real replay (reliability.md §1)
-DEFAULT_MAX_MEMORY = 1024**3  # RLIMIT_AS per worker: about 12x the worst real footprint
 MAX_FAILURES_LISTED = 1000  # in the --json summary; the database keeps all of them
 EXIT_OK, EXIT_SOME_FAILED, EXIT_FATAL = 0, 1, 3
 EXIT_BY_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}

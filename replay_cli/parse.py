@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from replay_cli import __version__
+from replay_cli.defaults import DEFAULT_MAX_BYTES
 from replay_cli.derive import apply_benchmarks
 from replay_cli.extract import (
     build_order_rows,
@@ -46,7 +47,6 @@ from replay_cli.result import (
 
 # sc2reader load levels: 0 header, 1 details + map, 2 players + chat, 3 tracker, 4 game events.
 LOAD_LEVEL_BY_DEPTH: dict[str, int] = {"summary": 2, "stats": 3, "full": 4}
-DEFAULT_MAX_BYTES = 50 * 1024 * 1024  # real replays are under 3 MB; bigger is a bomb or not a replay
 MAX_MESSAGE_CHARS = 300
 # sc2reader's message when no reader matches the build (resources.py `_get_reader`).
 UNSUPPORTED_BUILD_MARKER = "could not found for build"
@@ -87,15 +87,18 @@ def _engine(depth: str) -> Any:
     return engine
 
 
+def one_line(text: str) -> str:
+    """Collapse whitespace and cap the length of an error message (ErrorInfo.message)."""
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
 def _one_line(exc: BaseException) -> str:
     """Return a one-line message for an exception; sc2reader wraps its cause as a second arg."""
     args = exc.args
     if len(args) == 2 and isinstance(args[1], BaseException):
-        text = f"{args[0]}: {type(args[1]).__name__}: {args[1]}"
-    else:
-        text = str(exc) or type(exc).__name__
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+        return one_line(f"{args[0]}: {type(args[1]).__name__}: {args[1]}")
+    return one_line(str(exc) or type(exc).__name__)
 
 
 def _type_name(exc: BaseException) -> str:
@@ -163,6 +166,15 @@ def failed_result(
         "build_order": [],
         "player_stats": [],
     }
+
+
+def failure_from(source: str | None, depth: str, kind: str, exc: BaseException, message: str) -> Result:
+    """Build the failure Result for a file whose parse ended outside parse_replay (timeout, crash, pool).
+
+    The stage is the requested depth: whoever saw the worker die cannot tell how far it got.
+    """
+    return failed_result(source, kind, type(exc).__name__, one_line(message) or type(exc).__name__, depth,
+                         depth=depth)
 
 
 def _load(data: bytes, depth: str) -> Any:

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pebble import ProcessExpired, ProcessPool
 from pebble.common.types import RemoteTraceback
 
+from replay_cli.defaults import MAX_TASKS_PER_WORKER
 from replay_cli.errors import ReplayCliError
-from replay_cli.parse import MAX_MESSAGE_CHARS, failed_result, parse_file
+from replay_cli.parse import failure_from, one_line, parse_file
 from replay_cli.result import Result
 
 ParseFn = Callable[[str, str, int], Result]
@@ -76,7 +77,7 @@ def run_parses(
     max_bytes: int,
     parse_fn: ParseFn = parse_file,
     max_in_flight: int | None = None,
-    max_tasks_per_worker: int = 300,
+    max_tasks_per_worker: int = MAX_TASKS_PER_WORKER,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Generator[Result | None, None, None]:
     """Yield one Result per path in completion order; yield None as an idle tick at least every 0.25 s so the caller can flush and refresh progress.
@@ -144,9 +145,9 @@ def _run_inline(paths: Iterator[str], parse_fn: ParseFn, depth: str, max_bytes: 
         try:
             yield parse_fn(path, depth, max_bytes)
         except MemoryError as exc:
-            yield _failure(path, depth, "memory", exc, f"out of memory: {exc}")
+            yield failure_from(path, depth, "memory", exc, f"out of memory: {exc}")
         except Exception as exc:  # the worker boundary: one bad file must not end the batch
-            yield _failure(path, depth, "parse_error", exc, str(exc))
+            yield failure_from(path, depth, "parse_error", exc, str(exc))
 
 
 class _Driver:
@@ -174,17 +175,8 @@ class _Driver:
     def shutdown(self) -> None:
         """Stop the pool once and reap its workers; in-flight work is abandoned."""
         pool, self.pool = self.pool, None
-        if pool is None:
-            return
-        # One pool.stop(), never per-future cancel(): cancelling made pebble respawn workers
-        # during shutdown (SemLock FileNotFoundError traceback, reliability.md "Signals").
-        try:
-            pool.stop()  # type: ignore[no-untyped-call]  # pebble leaves stop() unannotated
-            # pebble ignores the timeout for a stopped pool: each worker gets SIGTERM, then SIGKILL
-            # after 3 s (pebble CONSTS.term_timeout), so a worker stuck in C code costs up to 3 s.
-            pool.join(timeout=JOIN_TIMEOUT_S)
-        except Exception as exc:  # a broken pool may fail to join; workers are terminated anyway
-            log.warning("worker pool did not shut down cleanly: %s: %s", type(exc).__name__, exc)
+        if pool is not None:
+            stop_pool(pool)
 
     def drive(self, paths: Iterator[str], should_stop: Callable[[], bool]) -> Iterator[Result | None]:
         """Schedule paths lazily and yield outcomes; yield None on a tick that produced nothing."""
@@ -247,7 +239,7 @@ class _Driver:
             if not self.recheck:
                 self.suspects.append(failure)
                 return self._progress(None)
-            failure["error"]["message"] = _one_line(message + " (confirmed alone)")  # type: ignore[index]
+            failure["error"]["message"] = one_line(message + " (confirmed alone)")  # type: ignore[index]
         return self._progress(failure)
 
     def _progress(self, result: Result | None) -> Result | None:
@@ -291,7 +283,7 @@ class _Driver:
             # failing initializer) would grind every file into pool_broken instead of stopping.
             for task in [t for t in self.retry if t.attempts >= BREAKAGES_PER_PATH]:
                 self.retry.remove(task)
-                yield _failure(task.path, self.depth, "pool_broken", BrokenProcessPool(),
+                yield failure_from(task.path, self.depth, "pool_broken", BrokenProcessPool(),
                                f"the worker pool broke {task.attempts} times while this file was in flight")
             self.last_completion = time.monotonic()
             try:
@@ -314,6 +306,19 @@ def start_pool(workers: int, max_memory: int | None, max_tasks: int) -> ProcessP
     return pool
 
 
+def stop_pool(pool: ProcessPool) -> None:
+    """Stop a pool at once and reap its workers; running parses are abandoned."""
+    # One pool.stop(), never per-future cancel(): cancelling made pebble respawn workers
+    # during shutdown (SemLock FileNotFoundError traceback, reliability.md "Signals").
+    try:
+        pool.stop()  # type: ignore[no-untyped-call]  # pebble leaves stop() unannotated
+        # pebble ignores the timeout for a stopped pool: each worker gets SIGTERM, then SIGKILL
+        # after 3 s (pebble CONSTS.term_timeout), so a worker stuck in C code costs up to 3 s.
+        pool.join(timeout=JOIN_TIMEOUT_S)
+    except Exception as exc:  # a broken pool may fail to join; workers are terminated anyway
+        log.warning("worker pool did not shut down cleanly: %s: %s", type(exc).__name__, exc)
+
+
 def classify_worker_failure(exc: BaseException, source: str | None, depth: str,
                             timeout: float | None) -> Result | None:
     """Turn the exception a pool future failed with into a failure Result; None if the pool broke."""
@@ -328,19 +333,7 @@ def classify_worker_failure(exc: BaseException, source: str | None, depth: str,
         kind, message = "parse_error", str(exc)
     else:
         return None
-    return _failure(source, depth, kind, exc, message)
-
-
-def _one_line(message: str) -> str:
-    """Collapse whitespace and cap the length of an error message."""
-    return " ".join(message.split())[:MAX_MESSAGE_CHARS]
-
-
-def _failure(path: str | None, depth: str, kind: str, exc: BaseException, message: str) -> Result:
-    """Build a one-line failure Result for path."""
-    # Stage: the parent cannot tell how far the worker got; the requested depth is the upper bound.
-    return failed_result(path, kind, type(exc).__name__, _one_line(message) or type(exc).__name__, depth,
-                         depth=depth)
+    return failure_from(source, depth, kind, exc, message)
 
 
 def _describe_exit(exitcode: int | None) -> str:

@@ -13,7 +13,6 @@ opened it and the event loop must never wait on a commit.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,29 +20,20 @@ from types import TracebackType
 from typing import Any
 
 from replay_cli.archive import archive_bytes
-from replay_cli.parse import DEFAULT_MAX_BYTES, failed_result, parse_replay
+from replay_cli.defaults import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_MEMORY,
+    DEFAULT_TIMEOUT_S,
+    MAX_TASKS_PER_WORKER,
+    default_workers,
+)
+from replay_cli.parse import failed_result, parse_replay
 from replay_cli.result import DEFAULT_DEPTH, STATUS_FAILED, Result
-from replay_cli.runner import classify_worker_failure, start_pool
+from replay_cli.runner import classify_worker_failure, start_pool, stop_pool
 
-DEFAULT_TIMEOUT_S = 30.0
-DEFAULT_MAX_MEMORY = 1024**3
-MAX_TASKS_PER_WORKER = 300
-WORKERS_ENV = ("REPLAYCLI_WORKERS", "WORKER_PROCESSES")
 UPLOAD_PREFIX = "upload:"  # files.path of an upload that is not archived
 
 ParseBytes = Callable[..., Result]
-
-
-def default_workers() -> int:
-    """Workers from REPLAYCLI_WORKERS or WORKER_PROCESSES, else CPU count - 1 (at least 1)."""
-    for name in WORKERS_ENV:
-        value = os.environ.get(name, "").strip()
-        if value:
-            try:
-                return max(1, int(value))
-            except ValueError as exc:
-                raise ValueError(f"{name} must be a whole number, not {value!r}") from exc
-    return max(1, (os.cpu_count() or 2) - 1)
 
 
 class ReplayParser:
@@ -82,7 +72,7 @@ class ReplayParser:
         loop = asyncio.get_running_loop()
         pool, self._pool = self._pool, None
         if pool is not None:
-            await loop.run_in_executor(None, _stop_pool, pool)
+            await loop.run_in_executor(None, stop_pool, pool)
         if self._writer is not None:
             await loop.run_in_executor(self._writer, self._close_store)
             self._writer.shutdown(wait=True)
@@ -137,7 +127,7 @@ class ReplayParser:
             if self._pool is not broken:
                 return
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, _stop_pool, broken)
+            await loop.run_in_executor(None, stop_pool, broken)
             self._pool = await loop.run_in_executor(None, start_pool, self.workers, self.max_memory,
                                                     MAX_TASKS_PER_WORKER)
 
@@ -168,8 +158,3 @@ class ReplayParser:
         self._store.close()
         self._store = None
 
-
-def _stop_pool(pool: Any) -> None:
-    """Stop a pool at once: parses still running are abandoned and their callers get a failure."""
-    pool.stop()
-    pool.join()
