@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -20,7 +19,7 @@ from typing import Any, Protocol
 
 from replay_cli.archive import archive_file
 from replay_cli.defaults import DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT_S
-from replay_cli.parse import failed_result, parse_file
+from replay_cli.parse import not_regular_result, parse_file, unreadable_result
 from replay_cli.result import DEFAULT_DEPTH, DEPTHS, STATUS_FAILED, Result
 from replay_cli.runner import PoolUnrecoverable, run_parses
 from replay_cli.store import LOOKUP_CHUNK, BatchCounts, FileRecord, FileStat, Store
@@ -190,13 +189,8 @@ def _file_stat(path: str) -> tuple[FileStat, Result | None]:
     try:
         info = os.stat(path)
     except OSError as exc:
-        return FileStat(path, 0, 0), failed_result(path, "unreadable", type(exc).__name__,
-                                                   exc.strerror or str(exc), "read")
-    file_stat = FileStat(path, info.st_size, info.st_mtime_ns)
-    if not stat.S_ISREG(info.st_mode):
-        return file_stat, failed_result(path, "not_regular_file", "NotRegularFile",
-                                        f"not a regular file (mode {stat.filemode(info.st_mode)})", "read")
-    return file_stat, None
+        return FileStat(path, 0, 0), unreadable_result(path, exc)
+    return FileStat(path, info.st_size, info.st_mtime_ns), not_regular_result(path, info)
 
 
 def _unchanged_and_done(record: FileRecord | None, file_stat: FileStat, options: IngestOptions) -> bool:

@@ -298,15 +298,27 @@ def parse_replay(data: bytes, depth: Depth | str = DEFAULT_DEPTH, *, source: str
     }
 
 
+def unreadable_result(path: str, exc: OSError) -> Result:
+    """The failure for a path that cannot be stat'ed or read (missing, permissions, I/O)."""
+    return failed_result(path, "unreadable", type(exc).__name__, _one_line(exc), "read")
+
+
+def not_regular_result(path: str, info: os.stat_result) -> Result | None:
+    """The failure for a directory, FIFO, device or socket, decided from stat() alone; None for a file."""
+    if stat.S_ISREG(info.st_mode):
+        return None
+    return failed_result(path, "not_regular_file", "NotRegularFile",
+                         f"not a regular file (mode {stat.filemode(info.st_mode)})", "read")
+
+
 def read_replay_file(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes | Result:
     """Read a file safely: regular files only, never more than max_bytes, never blocking on a FIFO."""
     try:
         info = os.stat(path)
     except OSError as exc:
-        return failed_result(path, "unreadable", type(exc).__name__, _one_line(exc), "read")
-    if not stat.S_ISREG(info.st_mode):
-        return failed_result(path, "not_regular_file", "NotRegularFile",
-                             f"not a regular file (mode {stat.filemode(info.st_mode)})", "read")
+        return unreadable_result(path, exc)
+    if (not_regular := not_regular_result(path, info)) is not None:
+        return not_regular
     if info.st_size > max_bytes:
         return failed_result(path, "too_large", "FileTooLarge",
                              f"{info.st_size} bytes is over the {max_bytes}-byte cap", "read", size=info.st_size)
@@ -322,7 +334,7 @@ def read_replay_file(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes | R
         finally:
             os.close(fd)
     except OSError as exc:
-        return failed_result(path, "unreadable", type(exc).__name__, _one_line(exc), "read")
+        return unreadable_result(path, exc)
     if len(data) > max_bytes:
         return failed_result(path, "too_large", "FileTooLarge", f"grew past the {max_bytes}-byte cap while read",
                              "read", size=len(data))

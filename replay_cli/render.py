@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
+import time
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
@@ -23,22 +23,21 @@ from rich.text import Text
 # Control (Cc) and format (Cf: bidi overrides, zero-width) characters can move the cursor,
 # recolour the terminal or reorder what is shown; they are made visible instead.
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf"})
-_UNSAFE_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 MAX_SHOWN_CHARS = 120
 
 
 def safe(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
     """Return untrusted text fit for a terminal: control characters escaped, length capped."""
-    text = "" if value is None else str(value)
-
-    def escape(match: re.Match[str]) -> str:
-        char = match.group()
-        return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
-
-    text = _UNSAFE_CHAR.sub(escape, text)
-    if any(unicodedata.category(c) in _UNSAFE_CATEGORIES for c in text):
-        text = "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in _UNSAFE_CATEGORIES else c for c in text)
+    text = "".join(_visible(char) for char in ("" if value is None else str(value)))
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _visible(char: str) -> str:
+    """Return char, or its escape (\\x1b, \\u202e) when it is a control or format character."""
+    category = unicodedata.category(char)
+    if category not in _UNSAFE_CATEGORIES:
+        return char
+    return f"\\x{ord(char):02x}" if category == "Cc" and ord(char) < 0x100 else f"\\u{ord(char):04x}"
 
 
 def make_console(*, stderr: bool = True, file: IO[str] | None = None) -> Console:
@@ -151,8 +150,6 @@ class IngestProgress:
         self._started = 0.0
 
     def __enter__(self) -> IngestProgress:
-        import time
-
         self._started = time.monotonic()
         self._progress.start()
         return self
@@ -175,8 +172,6 @@ class IngestProgress:
             self._counts[key] += getattr(counts, key)
 
     def refresh(self) -> None:
-        import time
-
         if not self.enabled:
             return
         done = self._progress.tasks[0].completed
