@@ -45,6 +45,13 @@ def _one_line_error(proc: subprocess.CompletedProcess) -> str:
     return errors[0]
 
 
+def _one_replay_db(db_path: Path, inputs: Path) -> Path:
+    """A database holding the first input's replay, for tests that then lock or read it."""
+    assert _cli("ingest", str(inputs / "0.SC2Replay"), "--db", str(db_path), "--workers", "0",
+                "--depth", "summary").returncode == 0
+    return db_path
+
+
 @pytest.fixture
 def inputs(tmp_path: Path, replay) -> Path:
     folder = tmp_path / "in"
@@ -68,9 +75,7 @@ def test_disk_full_is_exit_3_and_nothing_half_written(tmp_path: Path, inputs: Pa
 
 
 def test_database_held_by_another_writer_is_exit_3_not_a_hang(tmp_path: Path, inputs: Path):
-    db_path = tmp_path / "locked.db"
-    assert _cli("ingest", str(inputs / "0.SC2Replay"), "--db", str(db_path), "--workers", "0",
-                "--depth", "summary").returncode == 0
+    db_path = _one_replay_db(tmp_path / "locked.db", inputs)
     holder = sqlite3.connect(db_path, isolation_level=None)
     holder.execute("begin exclusive")
     try:
@@ -85,9 +90,7 @@ def test_database_held_by_another_writer_is_exit_3_not_a_hang(tmp_path: Path, in
 
 
 def test_a_long_reader_does_not_block_ingest(tmp_path: Path, inputs: Path):
-    db_path = tmp_path / "read.db"
-    assert _cli("ingest", str(inputs / "0.SC2Replay"), "--db", str(db_path), "--workers", "0",
-                "--depth", "summary").returncode == 0
+    db_path = _one_replay_db(tmp_path / "read.db", inputs)
     reader = sqlite3.connect(db_path, isolation_level=None)
     reader.execute("begin")
     assert reader.execute("select count(*) from replays").fetchone()[0] == 1  # holds a read snapshot

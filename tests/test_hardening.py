@@ -146,6 +146,17 @@ def leftovers(run: Run, recorded: dict[int, int]) -> dict[int, str]:
     return result
 
 
+def wait_for_exit(run, recorded, t0: float) -> tuple[int | None, float, float, list[int]]:
+    """Wait for the CLI to exit: (exit code or None, seconds since t0, seconds until its children were gone, survivors)."""
+    try:
+        code = run.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        code = None
+    exit_s = time.monotonic() - t0
+    gone_s, left = time_until_gone(run, recorded, ORPHAN_DEADLINE_S)
+    return code, exit_s, gone_s, left
+
+
 def time_until_gone(run: Run, recorded: dict[int, int], limit: float) -> tuple[float, dict[int, str]]:
     """Seconds until no recorded/marked process is left (polled up to 2 x limit) and what is left."""
     t0 = time.monotonic()
@@ -347,12 +358,7 @@ def test_signal_commits_exits_fast_and_resumes(tmp_path, workload, baseline, sig
             os.killpg(run.proc.pid, signum)
         else:
             os.kill(run.proc.pid, signum)
-        try:
-            code = run.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            code = None
-        exit_s = time.monotonic() - t0
-        gone_s, left = time_until_gone(run, recorded, ORPHAN_DEADLINE_S)
+        code, exit_s, gone_s, left = wait_for_exit(run, recorded, t0)
         name = signal.Signals(signum).name
         print(f"\n[hardening] {name} ({'group' if to_group else 'CLI only'}): exit {code} in {exit_s:.3f} s; "
               f"children gone {gone_s:.3f} s after exit")
@@ -388,12 +394,7 @@ def test_second_ctrl_c_exits_at_once(tmp_path, workload):
         os.killpg(run.proc.pid, signal.SIGINT)
         time.sleep(0.3)
         os.killpg(run.proc.pid, signal.SIGINT)
-        try:
-            code = run.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            code = None
-        exit_s = time.monotonic() - t0
-        gone_s, left = time_until_gone(run, recorded, ORPHAN_DEADLINE_S)
+        code, exit_s, gone_s, left = wait_for_exit(run, recorded, t0)
         print(f"\n[hardening] SIGINT twice: exit {code} {exit_s:.3f} s after the first; "
               f"children gone {gone_s:.3f} s after exit")
         err = run.stderr()
