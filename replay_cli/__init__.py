@@ -15,7 +15,7 @@ __all__ = ["SCHEMA_VERSION", "__version__", "failed_result", "parse_file", "pars
 _LAZY = {
     "parse_file": "replay_cli.parse",
     "parse_replay": "replay_cli.parse",
-    "failed_result": "replay_cli.parse",
+    "failed_result": "replay_cli.failures",
     "SCHEMA_VERSION": "replay_cli.result",
 }
 

@@ -21,14 +21,9 @@ from typing import TYPE_CHECKING
 
 from replay_cli.defaults import DEFAULT_MAX_BYTES
 from replay_cli.errors import ReplayCliError
-from replay_cli.parse import (
-    failed_result,
-    failure_from,
-    one_line,
-    parse_file,
-    parse_replay,
-    read_replay_file,
-)
+from replay_cli.failures import failed_result, failure_from, one_line
+from replay_cli.parse import parse_file, parse_replay
+from replay_cli.readfile import read_replay_file
 from replay_cli.result import Result
 from replay_cli.runner import PoolUnrecoverable
 

@@ -19,7 +19,8 @@ from typing import Any, Protocol
 
 from replay_cli.archive import archive_file
 from replay_cli.defaults import DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT_S
-from replay_cli.parse import not_regular_result, parse_file, unreadable_result
+from replay_cli.failures import not_regular_result, unreadable_result
+from replay_cli.parse import parse_file
 from replay_cli.result import DEFAULT_DEPTH, DEPTHS, STATUS_FAILED, Result
 from replay_cli.runner import PoolUnrecoverable, run_parses
 from replay_cli.store import LOOKUP_CHUNK, BatchCounts, FileRecord, FileStat, Store

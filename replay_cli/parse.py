@@ -14,8 +14,6 @@ import functools
 import hashlib
 import io
 import logging
-import os
-import stat
 import time
 from typing import Any
 
@@ -33,11 +31,12 @@ from replay_cli.extract import (
     unit_records,
     upgrade_records,
 )
+from replay_cli.failures import exception_line, failed_result
+from replay_cli.readfile import read_replay_file
 from replay_cli.result import (
     DEFAULT_DEPTH,
     DEPTHS,
     SCHEMA_VERSION,
-    STATUS_FAILED,
     STATUS_OK,
     STATUS_PARTIAL,
     Depth,
@@ -47,7 +46,6 @@ from replay_cli.result import (
 
 # sc2reader load levels: 0 header, 1 details + map, 2 players + chat, 3 tracker, 4 game events.
 LOAD_LEVEL_BY_DEPTH: dict[str, int] = {"summary": 2, "stats": 3, "full": 4}
-MAX_MESSAGE_CHARS = 300
 # sc2reader's message when no reader matches the build (resources.py `_get_reader`).
 UNSUPPORTED_BUILD_MARKER = "could not found for build"
 # sc2reader's MPQError message when the container itself cannot be opened (resources.py).
@@ -87,20 +85,6 @@ def _engine(depth: str) -> Any:
     return engine
 
 
-def one_line(text: str) -> str:
-    """Collapse whitespace and cap the length of an error message (ErrorInfo.message)."""
-    text = " ".join(text.split())
-    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
-
-
-def _one_line(exc: BaseException) -> str:
-    """Return a one-line message for an exception; sc2reader wraps its cause as a second arg."""
-    args = exc.args
-    if len(args) == 2 and isinstance(args[1], BaseException):
-        return one_line(f"{args[0]}: {type(args[1]).__name__}: {args[1]}")
-    return one_line(str(exc) or type(exc).__name__)
-
-
 def _type_name(exc: BaseException) -> str:
     """Return the exception's class name; module-qualified when bare (struct.error, zlib.error)."""
     name = type(exc).__name__
@@ -126,55 +110,12 @@ def _classify(exc: BaseException, depth: str) -> ErrorInfo:
     else:
         kind = "parse_error"
     error_type = "InvalidReplay" if isinstance(exc, _InvalidReplay) else _type_name(exc)
-    return {"kind": kind, "type": error_type, "message": _one_line(exc), "stage": stage, "release": None}
+    return {"kind": kind, "type": error_type, "message": exception_line(exc), "stage": stage, "release": None}
 
 
 def _parser_versions() -> dict[str, str]:
     version = getattr(_sc2reader(), "__version__", "unknown")
     return {"replaycli": __version__, "sc2reader": str(version)}
-
-
-def failed_result(
-    source: str | None,
-    kind: str,
-    error_type: str,
-    message: str,
-    stage: str,
-    *,
-    depth: str = DEFAULT_DEPTH,
-    sha256: str | None = None,
-    size: int | None = None,
-    seconds: float = 0.0,
-    release: str | None = None,
-) -> Result:
-    """Build a failure Result (also used by the runner for timeouts and crashed workers)."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "status": STATUS_FAILED,
-        "sha256": sha256,
-        "source": source,
-        "size": size,
-        "depth_requested": depth,
-        "depth_reached": None,
-        "parse_seconds": round(seconds, 4),
-        "cpu_seconds": 0.0,
-        "parser": {"replaycli": __version__},
-        "error": {"kind": kind, "type": error_type, "message": message, "stage": stage, "release": release},
-        "replay": None,
-        "players": [],
-        "chat": [],
-        "build_order": [],
-        "player_stats": [],
-    }
-
-
-def failure_from(source: str | None, depth: str, kind: str, exc: BaseException, message: str) -> Result:
-    """Build the failure Result for a file whose parse ended outside parse_replay (timeout, crash, pool).
-
-    The stage is the requested depth: whoever saw the worker die cannot tell how far it got.
-    """
-    return failed_result(source, kind, type(exc).__name__, one_line(message) or type(exc).__name__, depth,
-                         depth=depth)
 
 
 def _load(data: bytes, depth: str) -> Any:
@@ -296,49 +237,6 @@ def parse_replay(data: bytes, depth: Depth | str = DEFAULT_DEPTH, *, source: str
         "error": deeper_error,
         **rows,  # type: ignore[typeddict-item]
     }
-
-
-def unreadable_result(path: str, exc: OSError) -> Result:
-    """The failure for a path that cannot be stat'ed or read (missing, permissions, I/O)."""
-    return failed_result(path, "unreadable", type(exc).__name__, _one_line(exc), "read")
-
-
-def not_regular_result(path: str, info: os.stat_result) -> Result | None:
-    """The failure for a directory, FIFO, device or socket, decided from stat() alone; None for a file."""
-    if stat.S_ISREG(info.st_mode):
-        return None
-    return failed_result(path, "not_regular_file", "NotRegularFile",
-                         f"not a regular file (mode {stat.filemode(info.st_mode)})", "read")
-
-
-def read_replay_file(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes | Result:
-    """Read a file safely: regular files only, never more than max_bytes, never blocking on a FIFO."""
-    try:
-        info = os.stat(path)
-    except OSError as exc:
-        return unreadable_result(path, exc)
-    if (not_regular := not_regular_result(path, info)) is not None:
-        return not_regular
-    if info.st_size > max_bytes:
-        return failed_result(path, "too_large", "FileTooLarge",
-                             f"{info.st_size} bytes is over the {max_bytes}-byte cap", "read", size=info.st_size)
-    try:
-        # O_NONBLOCK: if the path was swapped for a FIFO after stat(), open() must not hang.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return failed_result(path, "not_regular_file", "NotRegularFile",
-                                     "not a regular file when opened", "read")
-            with os.fdopen(fd, "rb", closefd=False) as handle:
-                data = handle.read(max_bytes + 1)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        return unreadable_result(path, exc)
-    if len(data) > max_bytes:
-        return failed_result(path, "too_large", "FileTooLarge", f"grew past the {max_bytes}-byte cap while read",
-                             "read", size=len(data))
-    return data
 
 
 def parse_file(path: str, depth: Depth | str = DEFAULT_DEPTH, max_bytes: int = DEFAULT_MAX_BYTES) -> Result:

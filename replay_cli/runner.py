@@ -26,7 +26,8 @@ from pebble.common.types import RemoteTraceback
 
 from replay_cli.defaults import MAX_TASKS_PER_WORKER
 from replay_cli.errors import ReplayCliError
-from replay_cli.parse import failure_from, one_line, parse_file
+from replay_cli.failures import failure_from, one_line
+from replay_cli.parse import parse_file
 from replay_cli.result import Result
 
 ParseFn = Callable[[str, str, int], Result]

@@ -27,7 +27,8 @@ from replay_cli.defaults import (
     MAX_TASKS_PER_WORKER,
     default_workers,
 )
-from replay_cli.parse import failed_result, parse_replay
+from replay_cli.failures import failed_result
+from replay_cli.parse import parse_replay
 from replay_cli.result import DEFAULT_DEPTH, STATUS_FAILED, Result
 from replay_cli.runner import classify_worker_failure, start_pool, stop_pool
 

@@ -12,7 +12,7 @@ import os
 import signal
 import time
 
-from replay_cli.parse import failed_result
+from replay_cli.failures import failed_result
 from replay_cli.result import Result
 
 HOG_CHUNK_BYTES = 16 * 1024 * 1024
