@@ -36,7 +36,6 @@ from replay_cli.ingest import IngestOptions, ingest_paths
 from replay_cli.result import Result
 from replay_cli.store import open_store
 
-ROOT = Path(__file__).resolve().parent.parent
 SLOW_PER_FILE_S = 0.4
 SPIN_LIMIT_S = 30.0  # a broken deadline fails the test instead of hanging the worker forever
 DEADLINE_S = 0.5
@@ -97,9 +96,9 @@ def client() -> Iterator[Client]:
 
 
 @pytest.fixture(scope="module")
-def good_paths(corpus: Path) -> list[str]:
-    """Small real replays that parse."""
-    paths = sorted(p for p in corpus.rglob("*.SC2Replay") if BROKEN not in p.name)
+def good_paths(replay_folder: Path) -> list[str]:
+    """Small replays that parse (real ones when the corpus is there)."""
+    paths = sorted(p for p in replay_folder.rglob("*.SC2Replay") if BROKEN not in p.name)
     return [str(p) for p in sorted(paths, key=lambda p: p.stat().st_size)[:10]]
 
 
@@ -115,15 +114,15 @@ def _by_source(results: list[Result]) -> dict[str, Result]:
 
 # ---- tests -----------------------------------------------------------------------------------
 
-def test_workers_import_the_test_module(client: Client):
+def test_workers_import_the_test_module(client: Client, repo_root: Path):
     # LocalCluster's nannies spawn workers with this process's sys.path (multiprocessing spawn
     # ships it), so test_cluster.<fn> unpickles there, and in restarted workers too.
     paths = client.run(lambda: sys.path)
-    assert all(str(ROOT / "tests") in path for path in paths.values())
+    assert all(str(repo_root / "tests") in path for path in paths.values())
 
 
-def test_cluster_stores_the_same_rows_as_the_local_pool(client: Client, corpus: Path, tmp_path: Path):
-    paths = sorted(str(p) for p in corpus.rglob("*.SC2Replay"))
+def test_cluster_stores_the_same_rows_as_the_local_pool(client: Client, ingest_set, tmp_path: Path):
+    paths = ingest_set.paths()
     options = IngestOptions(depth="summary", workers=2)
     with open_store(tmp_path / "local.db") as store:
         local = ingest_paths(store, paths, options)
@@ -283,9 +282,9 @@ def test_connect_and_check_a_real_scheduler(client: Client):
         remote.close()
 
 
-def test_importing_cluster_does_not_import_dask():
+def test_importing_cluster_does_not_import_dask(repo_root: Path):
     code = "import sys, replay_cli.cluster; print(any(m.split('.')[0] in ('dask', 'distributed') for m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo_root)
     assert out.stdout.strip() == "False"
 
 
@@ -300,7 +299,8 @@ def _wait_for_file(path: Path, within_s: float) -> None:
     assert path.exists(), f"{path} never appeared"
 
 
-def test_cli_end_to_end_against_dask_scheduler_and_worker_processes(tmp_path: Path):
+def test_cli_end_to_end_against_dask_scheduler_and_worker_processes(tmp_path: Path, replaycli, samples: Path,
+                                                                     corrupt_sample: Path):
     """`dask scheduler` + `dask worker` as real processes; replaycli connects by address."""
     dask_cli = Path(sys.executable).parent / "dask"
     if not dask_cli.exists():
@@ -315,13 +315,11 @@ def test_cli_end_to_end_against_dask_scheduler_and_worker_processes(tmp_path: Pa
         address = json.loads(scheduler_file.read_text())["address"]
         worker = subprocess.Popen([str(dask_cli), "worker", address, "--nworkers", "2", "--nthreads", "1",
                                    "--no-dashboard", "--host", "127.0.0.1"], **quiet)
-        samples = Path(__file__).resolve().parent.parent / "samples"
-        proc = subprocess.run([sys.executable, "-m", "replay_cli", "ingest", str(samples), "--db",
-                               str(tmp_path / "dask.db"), "--scheduler", address, "--json", "--depth", "summary"],
-                              capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
-        local = subprocess.run([sys.executable, "-m", "replay_cli", "ingest", str(samples), "--db",
-                                str(tmp_path / "local.db"), "--workers", "1", "--json", "--depth", "summary"],
-                               capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
+        inputs = (str(samples), str(corrupt_sample))  # named explicitly: a walk of samples/ skips it
+        proc = replaycli.run("ingest", *inputs, "--db", str(tmp_path / "dask.db"), "--scheduler", address,
+                             "--json", "--depth", "summary", text=True, timeout=180)
+        local = replaycli.run("ingest", *inputs, "--db", str(tmp_path / "local.db"), "--workers", "1", "--json",
+                              "--depth", "summary", text=True, timeout=180)
     finally:
         for process in (worker, scheduler):
             if process is not None:

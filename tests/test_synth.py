@@ -32,7 +32,6 @@ from replay_cli.synth import (
 from replay_cli.synth.catalogue import CORRUPT_SAMPLE_NAME, SCENARIOS
 from replay_cli.synth.model import AI_DIFFICULTIES, PLAYER_COLORS
 
-SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
 SC2READER_RESULTS = {"Win": "Win", "Loss": "Loss", "Tie": None, "Undecided": None}
 DETAILS_RESULT_CODES = {"Undecided": 0, "Win": 1, "Loss": 2, "Tie": 3}
 CHAT_TARGETS = {"all": 0, "allies": 2, "observers": 4}
@@ -238,18 +237,22 @@ def test_zlib_compression_round_trips(catalogue) -> None:
     assert_summary_round_trip(desc, load(zlib_data, 2))
 
 
-def test_committed_samples_match_regeneration(tmp_path: Path) -> None:
+def test_committed_samples_match_regeneration(tmp_path: Path, samples: Path) -> None:
     written = write_samples(tmp_path)
-    committed = sorted(p.name for p in SAMPLES_DIR.iterdir() if p.suffix == ".SC2Replay")
-    assert sorted(p.name for p in written) == committed
+    committed = sorted(p.relative_to(samples).as_posix() for p in samples.rglob("*")
+                       if p.is_file() and p.name != "README.md")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == committed
     for path in written:
-        assert path.read_bytes() == (SAMPLES_DIR / path.name).read_bytes(), path.name
+        name = path.relative_to(tmp_path)
+        assert path.read_bytes() == (samples / name).read_bytes(), name
         assert path.stat().st_size < 100_000
 
 
-def test_committed_samples_parse_except_the_corrupt_one() -> None:
-    for path in sorted(SAMPLES_DIR.glob("*.SC2Replay")):
-        if path.name == CORRUPT_SAMPLE_NAME:
+def test_committed_samples_parse_except_the_corrupt_one(samples: Path) -> None:
+    # The corrupt sample's name does not end in .SC2Replay, so a walk of samples/ finds only games.
+    assert not (samples / CORRUPT_SAMPLE_NAME).match("*.SC2Replay")
+    for path in [*sorted(samples.glob("*.SC2Replay")), samples / CORRUPT_SAMPLE_NAME]:
+        if path == samples / CORRUPT_SAMPLE_NAME:
             with pytest.raises(sc2reader.exceptions.MPQError):
                 sc2reader.load_replay(str(path), load_level=2)
         else:

@@ -30,7 +30,10 @@ from replay_cli.synth.model import (
 SCENARIOS = ("1v1", "2v2", "4v4", "vs-ai", "unicode", "hostile", "short", "long")
 SAMPLES_SEED = 2026
 SAMPLES_COUNT = 12
-CORRUPT_SAMPLE_NAME = "corrupt-truncated.SC2Replay"
+# The corrupt sample lives below samples/ under a name that does not end in .SC2Replay, so
+# `replaycli ingest samples/` (which walks for that extension) stores every game and exits 0;
+# naming the file explicitly still ingests it and records the failure.
+CORRUPT_SAMPLE_NAME = "broken/truncated.SC2Replay.corrupt"
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 CORPUS_CHUNK = 250  # games per worker task
 LOOPS_PER_MINUTE = 1344  # 22.4 loops per second at Faster speed
@@ -326,6 +329,7 @@ def write_samples(outdir: Path) -> list[Path]:
         path.write_bytes(data)
         paths.append(path)
     corrupt_path = outdir / CORRUPT_SAMPLE_NAME
+    corrupt_path.parent.mkdir(exist_ok=True)
     corrupt_path.write_bytes(corrupt_sample(first_replay))
     paths.append(corrupt_path)
     return paths
