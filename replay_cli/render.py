@@ -24,6 +24,14 @@ from rich.text import Text
 # recolour the terminal or reorder what is shown; they are made visible instead.
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf"})
 MAX_SHOWN_CHARS = 120
+# The ingest summary line opens with the run's outcome in words that no file status uses:
+# "partial: 12 ok, 1 failed" would read as if the run had stored partial files.
+RUN_OUTCOMES = {
+    "success": "Ingest complete",
+    "partial": "Ingest complete with failures",
+    "error": "Ingest stopped",
+    "interrupted": "Ingest interrupted",
+}
 
 
 def safe(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
@@ -184,7 +192,7 @@ def print_ingest_summary(summary: Mapping[str, Any], groups: Mapping[tuple[str, 
                          console: Console) -> None:
     """Print the end-of-run summary: counts, speed, failures grouped by kind."""
     counts = summary["counts"]
-    line = Text(f"{summary['status']}: ", style="bold")
+    line = Text(f"{RUN_OUTCOMES.get(summary['status'], 'Ingest ' + summary['status'])}: ", style="bold")
     line.append(", ".join(f"{counts[k]} {k}" for k in counts if counts[k] or k in ("ok", "failed")))
     line.append(f" in {summary['wall_seconds']:.1f} s ({summary['files_per_second']} files/s)")
     console.print(line)
