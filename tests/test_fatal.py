@@ -8,7 +8,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,15 +17,20 @@ REAL = ["tests/replays/1v1.SC2Replay", "tests/replays/2v2.SC2Replay", "tests/rep
 DISK_FULL_BYTES = 256 * 1024  # the database may not grow past this: enough to open, not to store
 
 
-def _cli(*args: str, limit_file_size: int | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    def _limit() -> None:
-        if limit_file_size is not None:
-            # A write past RLIMIT_FSIZE fails with EFBIG, as on a full disk, once SIGXFSZ is ignored.
-            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size, limit_file_size))
+@pytest.fixture
+def cli(replaycli) -> Callable[..., subprocess.CompletedProcess]:
+    """Run the real CLI to completion, optionally with its files capped at limit_file_size bytes."""
 
-    return subprocess.run([sys.executable, "-m", "replay_cli", *args], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=timeout, preexec_fn=_limit)
+    def run(*args: str, limit_file_size: int | None = None) -> subprocess.CompletedProcess:
+        def _limit() -> None:
+            if limit_file_size is not None:
+                # A write past RLIMIT_FSIZE fails with EFBIG, as on a full disk, once SIGXFSZ is ignored.
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+                resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size, limit_file_size))
+
+        return replaycli.run(*args, text=True, preexec_fn=_limit)
+
+    return run
 
 
 def _consistent(db_path: Path) -> sqlite3.Connection:
@@ -45,42 +50,35 @@ def _one_line_error(proc: subprocess.CompletedProcess) -> str:
     return errors[0]
 
 
-def _one_replay_db(db_path: Path, inputs: Path) -> Path:
-    """A database holding the first input's replay, for tests that then lock or read it."""
-    assert _cli("ingest", str(inputs / "0.SC2Replay"), "--db", str(db_path), "--workers", "0",
-                "--depth", "summary").returncode == 0
-    return db_path
-
-
 @pytest.fixture
-def inputs(tmp_path: Path, replay) -> Path:
+def inputs(tmp_path: Path, game) -> Path:
     folder = tmp_path / "in"
     folder.mkdir()
     for index, suffix in enumerate(REAL):
-        shutil.copy(replay(suffix), folder / f"{index}.SC2Replay")
+        shutil.copy(game(suffix), folder / f"{index}.SC2Replay")
     return folder
 
 
-def test_disk_full_is_exit_3_and_nothing_half_written(tmp_path: Path, inputs: Path):
+def test_disk_full_is_exit_3_and_nothing_half_written(tmp_path: Path, inputs: Path, cli):
     db_path = tmp_path / "full.db"
-    proc = _cli("ingest", str(inputs), "--db", str(db_path), "--workers", "0", "--depth", "stats",
-                limit_file_size=DISK_FULL_BYTES)
+    proc = cli("ingest", str(inputs), "--db", str(db_path), "--workers", "0", "--depth", "stats",
+               limit_file_size=DISK_FULL_BYTES)
     assert proc.returncode == 3, proc.stderr
     message = _one_line_error(proc)
     assert str(db_path) in message
     _consistent(db_path)
     # Room again: the same command completes and converges.
-    assert _cli("ingest", str(inputs), "--db", str(db_path), "--workers", "0", "--depth", "stats").returncode == 0
+    assert cli("ingest", str(inputs), "--db", str(db_path), "--workers", "0", "--depth", "stats").returncode == 0
     assert _consistent(db_path).execute("select count(*) from replays").fetchone()[0] == len(REAL)
 
 
-def test_database_held_by_another_writer_is_exit_3_not_a_hang(tmp_path: Path, inputs: Path):
-    db_path = _one_replay_db(tmp_path / "locked.db", inputs)
+def test_database_held_by_another_writer_is_exit_3_not_a_hang(tmp_path: Path, inputs: Path, cli, seeded_db):
+    db_path = seeded_db(tmp_path / "locked.db", inputs / "0.SC2Replay")
     holder = sqlite3.connect(db_path, isolation_level=None)
     holder.execute("begin exclusive")
     try:
-        proc = _cli("ingest", str(inputs), "--db", str(db_path), "--workers", "0", "--depth", "summary",
-                    "--force")
+        proc = cli("ingest", str(inputs), "--db", str(db_path), "--workers", "0", "--depth", "summary",
+                   "--force")
     finally:
         holder.execute("rollback")
         holder.close()
@@ -89,13 +87,13 @@ def test_database_held_by_another_writer_is_exit_3_not_a_hang(tmp_path: Path, in
     assert _consistent(db_path).execute("select count(*) from replays").fetchone()[0] == 1
 
 
-def test_a_long_reader_does_not_block_ingest(tmp_path: Path, inputs: Path):
-    db_path = _one_replay_db(tmp_path / "read.db", inputs)
+def test_a_long_reader_does_not_block_ingest(tmp_path: Path, inputs: Path, cli, seeded_db):
+    db_path = seeded_db(tmp_path / "read.db", inputs / "0.SC2Replay")
     reader = sqlite3.connect(db_path, isolation_level=None)
     reader.execute("begin")
     assert reader.execute("select count(*) from replays").fetchone()[0] == 1  # holds a read snapshot
     try:
-        proc = _cli("ingest", str(inputs), "--db", str(db_path), "--workers", "0", "--depth", "summary")
+        proc = cli("ingest", str(inputs), "--db", str(db_path), "--workers", "0", "--depth", "summary")
     finally:
         reader.execute("rollback")
         reader.close()
@@ -103,14 +101,14 @@ def test_a_long_reader_does_not_block_ingest(tmp_path: Path, inputs: Path):
     assert _consistent(db_path).execute("select count(*) from replays").fetchone()[0] == len(REAL)
 
 
-def test_workers_that_cannot_start_commit_what_is_known_and_exit_3(tmp_path: Path, inputs: Path):
+def test_workers_that_cannot_start_commit_what_is_known_and_exit_3(tmp_path: Path, inputs: Path, cli):
     """A 1 MiB address-space cap kills every worker at start: the pool is unrecoverable."""
     for index in range(3 * len(REAL)):  # enough paths for three breakages with 2 workers
         shutil.copy(inputs / f"{index % len(REAL)}.SC2Replay", inputs / f"more-{index}.SC2Replay")
     os.mkfifo(inputs / "fifo.SC2Replay")  # decided in the main process, before any worker
     db_path = tmp_path / "pool.db"
-    proc = _cli("ingest", str(inputs), "--db", str(db_path), "--workers", "2", "--max-memory", "1",
-                "--depth", "summary")
+    proc = cli("ingest", str(inputs), "--db", str(db_path), "--workers", "2", "--max-memory", "1",
+               "--depth", "summary")
     assert proc.returncode == 3, proc.stderr
     assert "worker" in _one_line_error(proc).lower()
     conn = _consistent(db_path)
