@@ -12,7 +12,11 @@ from collections import defaultdict
 from typing import Any
 
 from replay_cli.extract import STAT_UNIT_NAMES_EXCLUDED, TOWNHALL_NAMES
-from replay_cli.result import PlayerRow, PlayerStatsRow
+from replay_cli.result import PlayerRow
+
+# Benchmarks are derived from the stats rows as extracted, before bounds.py checks them: every
+# number is still the source's integer here, so the rows are plain dicts of ints.
+StatsRow = dict[str, Any]
 
 BENCHMARK_MINUTES = (6, 8, 10)
 ARMY_VALUE_MINUTE = 8
@@ -23,7 +27,7 @@ SQ_INCOME_WEIGHT = 0.00137
 SQ_OFFSET = 240.0
 
 
-def _stats_at(rows: list[PlayerStatsRow], loop: float) -> PlayerStatsRow | None:
+def _stats_at(rows: list[StatsRow], loop: float) -> StatsRow | None:
     """Return the last sample at or before `loop` (rows sorted by game_loop)."""
     found = None
     for row in rows:
@@ -44,7 +48,7 @@ def _bases_at(units: list[dict[str, Any]], loop: float) -> int:
     )
 
 
-def supply_blocked_seconds(rows: list[PlayerStatsRow], per_second: float) -> float:
+def supply_blocked_seconds(rows: list[StatsRow], per_second: float) -> float:
     """Return the real seconds spent at or over the supply cap (below the 200 maximum)."""
     blocked_loops = 0
     for current, following in itertools.pairwise(rows):
@@ -53,7 +57,7 @@ def supply_blocked_seconds(rows: list[PlayerStatsRow], per_second: float) -> flo
     return round(blocked_loops / per_second, 1)
 
 
-def spending_quotient(rows: list[PlayerStatsRow]) -> float | None:
+def spending_quotient(rows: list[StatsRow]) -> float | None:
     """Return the spending quotient over the game, or None without samples after the start."""
     samples = [row for row in rows if row["game_loop"] > 0]
     if not samples:
@@ -61,18 +65,18 @@ def spending_quotient(rows: list[PlayerStatsRow]) -> float | None:
     income = sum(r["minerals_rate"] + r["vespene_rate"] for r in samples) / len(samples)
     unspent = sum(r["minerals"] + r["vespene"] for r in samples) / len(samples)
     # ln(0) is undefined: an average of under one unspent resource is as good as one.
-    return round(SQ_SCALE * (SQ_INCOME_WEIGHT * income - math.log(max(unspent, 1.0))) + SQ_OFFSET, 1)
+    return round(float(SQ_SCALE * (SQ_INCOME_WEIGHT * income - math.log(max(unspent, 1.0))) + SQ_OFFSET), 1)
 
 
 def apply_benchmarks(
     players: list[PlayerRow],
-    stats: list[PlayerStatsRow],
+    stats: list[StatsRow],
     units: list[dict[str, Any]],
     game_loops: int,
     per_second: float,
 ) -> None:
     """Fill each player's stats-depth benchmark fields in place."""
-    stats_by_pid: dict[int, list[PlayerStatsRow]] = defaultdict(list)
+    stats_by_pid: dict[int, list[StatsRow]] = defaultdict(list)
     for row in sorted(stats, key=lambda r: r["game_loop"]):
         stats_by_pid[row["pid"]].append(row)
     units_by_pid: dict[int, list[dict[str, Any]]] = defaultdict(list)

@@ -1,9 +1,9 @@
 """Turn a loaded sc2reader replay into the plain rows of the result schema.
 
 The objects arrive from parse.py, the only module that imports sc2reader; here they are read
-by attribute only. Every trap listed in shared/research/peers.md §3 is handled at this one
-place: chat is keyed on the lobby uid, game and real seconds are never mixed, sentinels become
-None, cosmetic upgrades are dropped.
+by attribute only. sc2reader's traps are handled at this one place: chat is keyed on the lobby
+uid (not the player id), game and real seconds are never mixed, "unknown" sentinels become None
+with the raw value kept beside them, and cosmetic upgrades are dropped.
 """
 
 from __future__ import annotations
@@ -15,19 +15,15 @@ from typing import Any
 
 from replay_cli.result import BuildOrderRow, ChatRow, PlayerRow, PlayerStatsRow, ReplayRow
 
-# sc2reader switches to LotV timing at this build: one real second is 22.4 loops at Faster
-# instead of 16 (sc2reader resources.py, `34784 <= self.build`).
-LOTV_FIRST_BUILD = 34784
 LOOPS_PER_GAME_SECOND = 16.0
 # From this build on, ChatEvent.pid is a lobby uid (sc2reader engine/plugins/context.py).
 CHAT_BY_UID_FIRST_BUILD = 24247
 # Before LotV the game clock ran on "Blizzard time": a game second at Faster lasts 1/1.4 real
 # seconds, so one real second is 22.4 loops in both eras at Faster speed.
 FASTER_SPEED_FACTOR = 1.4
-LOOPS_PER_REAL_SECOND_FASTER = LOOPS_PER_GAME_SECOND * FASTER_SPEED_FACTOR
 SPEED_FACTORS = {"Slower": 0.6, "Slow": 0.8, "Normal": 1.0, "Fast": 1.2, "Faster": 1.4}
 
-# Sentinels that mean "unknown" in the wild (peers.md §3, §4).
+# Sentinels that mean "unknown" in the wild: a uint32 all-ones, and the metadata's MMR placeholder.
 UINT32_UNKNOWN = 4294967295
 MMR_UNKNOWN_META = -36400
 # Replays exist with year-1600 dates and dates in the future (GraylinKim/sc2reader#71).
@@ -68,19 +64,26 @@ def real_seconds(loops: int | None, per_second: float) -> float | None:
     return None if loops is None else round(loops / per_second, 3)
 
 
-def read_gamemetadata(replay: Any) -> dict[str, Any]:
-    """Return replay.gamemetadata.json as a dict, or {} when absent or unreadable."""
+METADATA_PRESENT, METADATA_MISSING, METADATA_UNREADABLE = "present", "missing", "unreadable"
+
+
+def read_gamemetadata(replay: Any) -> tuple[dict[str, Any], str]:
+    """Return replay.gamemetadata.json as a dict, and whether it was present, missing or unreadable.
+
+    The member is optional (builds before 3.4 write none), so reading it never fails the parse;
+    the caller decides from the state whether its absence makes the result incomplete.
+    """
     try:
         raw = replay.archive.read_file("replay.gamemetadata.json")
-    except Exception:  # an optional member: older replays have none, broken ones may not decode
-        return {}
+    except Exception:  # a damaged member, or a bomb that hit the worker's memory cap
+        return {}, METADATA_UNREADABLE
     if not raw:
-        return {}
+        return {}, METADATA_MISSING
     try:
         meta = json.loads(raw.decode("utf-8", errors="replace"))
-    except ValueError:
-        return {}
-    return meta if isinstance(meta, dict) else {}
+    except (ValueError, RecursionError):  # RecursionError: thousands of nested brackets
+        return {}, METADATA_UNREADABLE
+    return (meta, METADATA_PRESENT) if isinstance(meta, dict) else ({}, METADATA_UNREADABLE)
 
 
 def _clean_date(value: datetime | None) -> tuple[str | None, str | None]:
@@ -95,9 +98,16 @@ def _clean_date(value: datetime | None) -> tuple[str | None, str | None]:
     return iso, None
 
 
-def _optional_int(value: Any) -> int | None:
+def _optional_int(value: Any) -> Any:
+    """An integer field as the source wrote it; None for absence and the uint32 "unknown" sentinel.
+
+    A float that is no whole number (inf and nan are not) comes back unchanged rather than being
+    turned into an invented integer: bounds.py then stores NULL and keeps the source value as text.
+    """
     if value is None or isinstance(value, bool):
         return None
+    if isinstance(value, float) and not value.is_integer():
+        return value
     try:
         number = int(value)
     except (TypeError, ValueError):
@@ -105,7 +115,7 @@ def _optional_int(value: Any) -> int | None:
     return None if number == UINT32_UNKNOWN else number
 
 
-def _positive_or_none(value: Any) -> int | None:
+def _positive_or_none(value: Any) -> Any:
     number = _optional_int(value)
     return number if number is not None and number > 0 else None
 
@@ -128,7 +138,7 @@ def match_key(replay: Any, handles: list[str]) -> str | None:
     return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
 
 
-def random_seed(replay: Any) -> int | None:
+def random_seed(replay: Any) -> Any:
     """Return the lobby's random seed (the same in every copy of a game), if recorded."""
     init = getattr(replay, "raw_data", {}).get("replay.initData") or {}
     return _optional_int((init.get("game_description") or {}).get("random_value"))
@@ -219,8 +229,9 @@ def player_rows(replay: Any, meta: dict[str, Any]) -> list[PlayerRow]:
                 "mmr_lobby": _positive_or_none(getattr(entity, "mmr", None)),
                 "mmr_meta": None if mmr_meta_raw == MMR_UNKNOWN_META else _positive_or_none(mmr_meta_raw),
                 "mmr_meta_raw": mmr_meta_raw,
-                # The AI's "APM" in the metadata is always 0: meaningless, so None.
-                "apm_blizzard": float(apm) if isinstance(apm, (int, float)) and is_human and not is_observer else None,
+                # The AI's "APM" in the metadata is always 0: meaningless, so None. The number is
+                # kept as written (an int may exceed the float range): bounds.py makes it fit.
+                "apm_blizzard": apm if isinstance(apm, (int, float)) and is_human and not is_observer else None,
                 "apm_computed": None,
                 "seconds_played": None,
                 "commander": getattr(entity, "commander", None) or None,
@@ -251,7 +262,7 @@ def _channel(message: Any) -> str:
 def _chat_senders(replay: Any) -> dict[int, Any]:
     """Map the id a ChatEvent carries to the entity that sent it.
 
-    Since HotS build 24247 ChatEvent.pid is the lobby *uid*, not the player id (peers.md §3);
+    Since HotS build 24247 ChatEvent.pid is the lobby *uid*, not the player id;
     before it, it is the entity's player id. sc2reader resolves message.player only when its
     engine runs, so the summary depth resolves senders here with the same rule.
     """

@@ -55,6 +55,7 @@ def failed_result(
         "cpu_seconds": 0.0,
         "parser": {"replaycli": __version__},
         "error": {"kind": kind, "type": error_type, "message": message, "stage": stage, "release": release},
+        "quality": None,
         "replay": None,
         "players": [],
         "chat": [],

@@ -27,6 +27,8 @@ REPLAY_COLUMNS: dict[str, Any] = {
 }
 # Store bookkeeping on top of ReplayRow: when, from which path and by which run the row was (re)written.
 REPLAY_EXTRA_COLUMNS: dict[str, Any] = {"stored_at": str, "first_path": str, "stored_run": int}
+# m004: the result's quality block. `degraded` (0/1) to filter on; `quality` the whole block as JSON.
+REPLAY_QUALITY_COLUMNS: dict[str, Any] = {"degraded": bool, "quality": str}
 
 PLAYER_COLUMNS: dict[str, Any] = {
     "pid": int, "uid": int, "sid": int, "team": int, "name": str, "clan_tag": str, "toon_handle": str,
@@ -148,10 +150,22 @@ def m003_child_tables_without_rowid(db: Database) -> None:
             conn.execute(sql)
 
 
+def m004_replay_quality(db: Database) -> None:
+    """Say on each replay whether its rows can be trusted as they stand, and why not.
+
+    Replays stored before this migration were never checked: their `degraded` stays NULL (unknown),
+    and `--force` re-parses them.
+    """
+    for name, kind in REPLAY_QUALITY_COLUMNS.items():
+        db["replays"].add_column(name, kind)  # type: ignore[union-attr]
+    db["replays"].create_index(["degraded"])  # type: ignore[union-attr]
+
+
 MIGRATIONS: tuple[Callable[[Database], None], ...] = (
     m001_initial,
     m002_files_error_release,
     m003_child_tables_without_rowid,
+    m004_replay_quality,
 )
 
 VIEWS: dict[str, str] = {

@@ -15,9 +15,11 @@ import hashlib
 import io
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from replay_cli import __version__
+from replay_cli.bounds import fit_result_rows
 from replay_cli.defaults import DEFAULT_MAX_BYTES
 from replay_cli.derive import apply_benchmarks
 from replay_cli.extract import (
@@ -32,6 +34,7 @@ from replay_cli.extract import (
     upgrade_records,
 )
 from replay_cli.failures import exception_line, failed_result
+from replay_cli.quality import REASON_LOBBY_UNVERIFIED, TRACKER_FIRST_BUILD, completeness_reasons, quality_block
 from replay_cli.readfile import read_replay_file
 from replay_cli.result import (
     DEFAULT_DEPTH,
@@ -41,6 +44,7 @@ from replay_cli.result import (
     STATUS_PARTIAL,
     Depth,
     ErrorInfo,
+    Quality,
     Result,
 )
 
@@ -50,6 +54,9 @@ LOAD_LEVEL_BY_DEPTH: dict[str, int] = {"summary": 2, "stats": 3, "full": 4}
 UNSUPPORTED_BUILD_MARKER = "could not found for build"
 # sc2reader's MPQError message when the container itself cannot be opened (resources.py).
 MPQ_OPEN_FAILED = "Unable to construct the MPQArchive"
+# The engine that only sorts an in-game lobby's players from its observers (see _load).
+LOBBY_CHECK = "lobby"
+TRACKER_LOAD_LEVEL = 3
 # Failures a shallower depth cannot repair; a bomb must not get a second go either.
 FINAL_ERROR_KINDS = frozenset({"memory", "invalid_replay", "unsupported_build"})
 
@@ -69,7 +76,7 @@ def _sc2reader() -> Any:
 
 @functools.cache
 def _engine(depth: str) -> Any:
-    """Return the sc2reader game engine for a depth, built once per process on first use."""
+    """Return the sc2reader game engine for a depth (or LOBBY_CHECK), built once per process."""
     if depth == "summary":
         return None  # no events at level 2: the engine would have nothing to do
     sc2reader = _sc2reader()
@@ -78,9 +85,11 @@ def _engine(depth: str) -> Any:
 
     engine = GameEngine()
     engine.register_plugin(GameHeartNormalizer())
+    if depth == LOBBY_CHECK:
+        return engine
     engine.register_plugin(ContextLoader())  # fills replay.objects: units, deaths, killers
     if depth == "full":
-        engine.register_plugin(APMTracker())  # needs ContextLoader underneath (performance.md §1)
+        engine.register_plugin(APMTracker())  # reads the unit context ContextLoader builds
     del sc2reader
     return engine
 
@@ -118,16 +127,39 @@ def _parser_versions() -> dict[str, str]:
     return {"replaycli": __version__, "sc2reader": str(version)}
 
 
-def _load(data: bytes, depth: str) -> Any:
-    """Load the replay at a depth; sc2reader's stray prints never reach our stdout."""
-    sc2reader = _sc2reader()
+def _read(data: bytes, level: int, engine: Any) -> Any:
+    """Load the replay at an sc2reader level; its stray prints never reach our stdout."""
     with contextlib.redirect_stdout(io.StringIO()):
-        replay = sc2reader.resources.Replay(
-            io.BytesIO(data), load_level=LOAD_LEVEL_BY_DEPTH[depth], engine=_engine(depth), debug=False
-        )
+        replay = _sc2reader().resources.Replay(io.BytesIO(data), load_level=level, engine=engine, debug=False)
     if not replay.players or not replay.frames:
         raise _InvalidReplay(f"sc2reader found {len(replay.players)} players and {replay.frames} game loops: not a game")
     return replay
+
+
+def _may_be_in_game_lobby(replay: Any) -> bool:
+    """Could this be a GameHeart-style game, whose lobby lists the casters and observers as players?
+
+    Such games predate LotV, have tracker events, and their lobby's teams disagree with the game
+    type the lobby was set to (7 "players" on one team of a 1v1).
+    """
+    return replay.expansion != "LotV" and (replay.build or 0) >= TRACKER_FIRST_BUILD and (
+        replay.real_type != replay.game_type)
+
+
+def _load(data: bytes, depth: str) -> tuple[Any, list[str]]:
+    """Load the replay at a depth; return it with any reason its core fields could not be checked.
+
+    sc2reader tells an in-game lobby's real players from its observers only from the first tracker
+    events, which `summary` does not read. For the few replays that may be such games, summary
+    reads them too, so players, observers, game type and winner are the same at every depth.
+    """
+    replay = _read(data, LOAD_LEVEL_BY_DEPTH[depth], _engine(depth))
+    if depth != "summary" or not _may_be_in_game_lobby(replay):
+        return replay, []
+    try:
+        return _read(data, TRACKER_LOAD_LEVEL, _engine(LOBBY_CHECK)), []
+    except Exception:  # worker boundary: the unchecked summary is still a summary, flagged as such
+        return replay, [REASON_LOBBY_UNVERIFIED]
 
 
 def _header_release(data: bytes) -> str | None:
@@ -144,9 +176,9 @@ def _header_release(data: bytes) -> str | None:
         return None
 
 
-def _extract(replay: Any, sha256: str, depth: str) -> dict[str, Any]:
-    """Extract every row the depth provides."""
-    meta = read_gamemetadata(replay)
+def _extract(replay: Any, sha256: str, depth: str) -> tuple[dict[str, Any], str]:
+    """Extract every row the depth provides, and whether the game metadata could be read."""
+    meta, metadata_state = read_gamemetadata(replay)
     players = player_rows(replay, meta)
     rows: dict[str, Any] = {
         "replay": replay_row(replay, sha256, meta, depth),
@@ -156,7 +188,7 @@ def _extract(replay: Any, sha256: str, depth: str) -> dict[str, Any]:
         "player_stats": [],
     }
     if depth == "summary":
-        return rows
+        return rows, metadata_state
     per_second = loops_per_real_second(replay)
     units = unit_records(replay)
     rows["player_stats"] = player_stats_rows(replay)
@@ -164,7 +196,7 @@ def _extract(replay: Any, sha256: str, depth: str) -> dict[str, Any]:
     apply_benchmarks(players, rows["player_stats"], units, replay.frames, per_second)
     if depth == "full":
         _apply_full(replay, players, per_second)
-    return rows
+    return rows, metadata_state
 
 
 def _apply_full(replay: Any, players: list[Any], per_second: float) -> None:
@@ -184,57 +216,84 @@ def _apply_full(replay: Any, players: list[Any], per_second: float) -> None:
         row["seconds_played"] = round(left_at.get(entity.pid, replay.frames) / per_second, 3)
 
 
+@dataclass
+class _Attempts:
+    """What parsing at the requested depth, then shallower ones, produced."""
+
+    rows: dict[str, Any] | None = None
+    reached: str | None = None
+    reasons: list[str] = field(default_factory=list)  # why the rows that were reached are incomplete
+    error: ErrorInfo | None = None  # the failure of the requested depth, or of every depth
+
+
+def _parse_deepest(data: bytes, sha256: str, depth: str) -> _Attempts:
+    """Parse at `depth`, falling back a depth at a time; deepest first, so one load in the common case."""
+    attempts = _Attempts()
+    for attempt in reversed(DEPTHS[: DEPTHS.index(depth) + 1]):
+        try:
+            replay, notes = _load(data, attempt)
+            attempts.rows, metadata_state = _extract(replay, sha256, attempt)
+            attempts.reasons = notes + completeness_reasons(replay, attempts.rows, attempt, metadata_state)
+            attempts.reached = attempt
+            return attempts
+        except Exception as exc:  # worker boundary: one bad replay must never end a batch
+            error = _classify(exc, attempt)
+            if error["kind"] in FINAL_ERROR_KINDS or error["stage"] in ("archive", "validate"):
+                attempts.error = error
+                return attempts
+            attempts.error = attempts.error or error
+    return attempts
+
+
+def _incomplete_error(quality: Quality, stage: str, release: str | None) -> ErrorInfo:
+    return {"kind": "incomplete", "type": "Incomplete", "message": "incomplete: " + ", ".join(quality["reasons"]),
+            "stage": stage, "release": release}
+
+
 def parse_replay(data: bytes, depth: Depth | str = DEFAULT_DEPTH, *, source: str | None = None) -> Result:
     """Parse replay bytes to `depth`; never raises for a bad replay.
 
     When a deeper stage fails the deepest depth that worked is returned with status "partial"
-    and the failing stage in `error`; only a replay with no usable summary is "failed".
+    and the failing stage in `error`; only a replay with no usable summary is "failed". A result
+    whose content is incomplete (see quality.py) or had to be bounded (bounds.py) is "partial" too,
+    with the reasons in `quality`.
     """
     if depth not in DEPTHS:
         raise ValueError(f"unknown depth {depth!r}; choose one of {', '.join(DEPTHS)}")
     wall_start, cpu_start = time.perf_counter(), time.process_time()
     sha256 = hashlib.sha256(data).hexdigest()
-    deeper_error: ErrorInfo | None = None
-    rows: dict[str, Any] | None = None
-    reached: str | None = None
-    # Deepest first: one load in the common case; on failure fall back a depth at a time.
-    for attempt in reversed(DEPTHS[: DEPTHS.index(depth) + 1]):
-        try:
-            replay = _load(data, attempt)
-            rows = _extract(replay, sha256, attempt)
-            reached = attempt
-            break
-        except Exception as exc:  # worker boundary: one bad replay must never end a batch
-            error = _classify(exc, attempt)
-            if error["kind"] in FINAL_ERROR_KINDS or error["stage"] in ("archive", "validate"):
-                deeper_error = error
-                break
-            deeper_error = deeper_error or error
+    attempts = _parse_deepest(data, sha256, depth)
     elapsed = time.perf_counter() - wall_start
-    if rows is None:
-        assert deeper_error is not None
+    if attempts.rows is None:
+        error = attempts.error
+        assert error is not None
         result = failed_result(
-            source, deeper_error["kind"], deeper_error["type"], deeper_error["message"],
-            deeper_error["stage"], depth=depth, sha256=sha256, size=len(data), seconds=elapsed,
-            release=None if deeper_error["kind"] == "memory" else _header_release(data),
+            source, error["kind"], error["type"], error["message"], error["stage"], depth=depth, sha256=sha256,
+            size=len(data), seconds=elapsed, release=None if error["kind"] == "memory" else _header_release(data),
         )
         result["cpu_seconds"] = round(time.process_time() - cpu_start, 4)
         result["parser"] = _parser_versions()
         return result
-    if deeper_error is not None:
-        deeper_error["release"] = rows["replay"]["release"]
+    rows, error = attempts.rows, attempts.error
+    quality = quality_block(attempts.reasons, fit_result_rows(rows))
+    release = rows["replay"]["release"]
+    if error is not None:
+        error["release"] = release
+    elif quality["degraded"]:
+        error = _incomplete_error(quality, attempts.reached or depth, release)
     return {
         "schema_version": SCHEMA_VERSION,
-        "status": STATUS_OK if deeper_error is None else STATUS_PARTIAL,
+        "status": STATUS_OK if error is None else STATUS_PARTIAL,
         "sha256": sha256,
         "source": source,
         "size": len(data),
         "depth_requested": depth,
-        "depth_reached": reached,
+        "depth_reached": attempts.reached,
         "parse_seconds": round(elapsed, 4),
         "cpu_seconds": round(time.process_time() - cpu_start, 4),
         "parser": _parser_versions(),
-        "error": deeper_error,
+        "error": error,
+        "quality": quality,
         **rows,  # type: ignore[typeddict-item]
     }
 

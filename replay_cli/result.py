@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
-SCHEMA_VERSION = 1
+# 2: `quality`, the kinds `incomplete` and `store_error`, nullable numbers in child rows.
+SCHEMA_VERSION = 2
 
 Depth = Literal["summary", "stats", "full"]
 # Ordered shallow to deep: a result "reached" every depth up to its depth_reached.
@@ -34,10 +35,24 @@ ERROR_KINDS: dict[str, str] = {
     "not_regular_file": "the path is a directory, FIFO, device or similar and was not opened",
     "unreadable": "the file could not be read (missing, permissions, I/O error)",
     "pool_broken": "the file was in flight during two worker-pool breakages",
+    "incomplete": "the replay parsed, but something its depth needs was missing or unusable (see quality.reasons)",
+    "store_error": "the result could not be written to the database; the rest of its batch was",
+}
+
+# Why a result is not complete, or not to be trusted as it stands (Quality.reasons). Stable strings.
+QUALITY_REASONS: dict[str, str] = {
+    "value_out_of_range": "a source value did not fit its column (see quality.raw_values); stored as NULL",
+    "text_truncated": "a text value was longer than any the game allows and was shortened",
+    "row_dropped": "a child row had no usable key and was left out",
+    "unnamed_players": "a player has no name: replay.details was damaged or stripped",
+    "no_tracker_events": "the build writes tracker events, but none were read: no build order or stats",
+    "metadata_missing": "the build writes replay.gamemetadata.json, but the replay has none: no MMR or APM",
+    "metadata_unreadable": "replay.gamemetadata.json could not be read or decoded: no MMR or APM",
+    "lobby_unverified": "an in-game lobby (GameHeart) could not be checked: players and observers may be mixed",
 }
 
 # Where a failure happened, shallow to deep.
-Stage = Literal["read", "archive", "summary", "validate", "stats", "full"]
+Stage = Literal["read", "archive", "summary", "validate", "stats", "full", "store"]
 
 
 class ErrorInfo(TypedDict):
@@ -130,13 +145,13 @@ class ChatRow(TypedDict):
     sender_name: str | None
     channel: str  # all / allies / observers
     text: str
-    game_loop: int
-    game_s: float  # game seconds (loops / 16): what sc2reader calls event.second
-    real_s: float  # real seconds (loops / 22.4 at Faster)
+    game_loop: int | None
+    game_s: float | None  # game seconds (loops / 16): what sc2reader calls event.second
+    real_s: float | None  # real seconds (loops / 22.4 at Faster)
 
 
 class BuildOrderRow(TypedDict):
-    pid: int
+    pid: int | None
     kind: str  # unit / structure / upgrade
     name: str
     started_loop: int | None
@@ -149,19 +164,25 @@ class BuildOrderRow(TypedDict):
 class PlayerStatsRow(TypedDict):
     pid: int
     game_loop: int
-    real_s: float
-    minerals: int
-    vespene: int
-    minerals_rate: int
-    vespene_rate: int
-    workers: int
-    supply_used: float
-    supply_made: float
-    army_value: int  # minerals + vespene used on active army
-    minerals_lost: int
-    vespene_lost: int
-    minerals_killed: int
-    vespene_killed: int
+    real_s: float | None
+    minerals: int | None
+    vespene: int | None
+    minerals_rate: int | None
+    vespene_rate: int | None
+    workers: int | None
+    supply_used: float | None
+    supply_made: float | None
+    army_value: int | None  # minerals + vespene used on active army
+    minerals_lost: int | None
+    vespene_lost: int | None
+    minerals_killed: int | None
+    vespene_killed: int | None
+
+
+class Quality(TypedDict):
+    degraded: bool  # true when any reason applies: the row is not to be trusted as it stands
+    reasons: list[str]  # keys of QUALITY_REASONS, sorted
+    raw_values: dict[str, str]  # "table[index].field" -> the source value a bound replaced, as text
 
 
 class Result(TypedDict):
@@ -176,6 +197,7 @@ class Result(TypedDict):
     cpu_seconds: float
     parser: dict[str, str]  # {"replaycli": ..., "sc2reader": ...}
     error: ErrorInfo | None
+    quality: Quality | None  # None for a failed result
     replay: ReplayRow | None
     players: list[PlayerRow]
     chat: list[ChatRow]

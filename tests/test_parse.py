@@ -18,9 +18,22 @@ from replay_cli.schema import build_schema, render_schema, shipped_schema_text
 HEADER_ONLY = "testError2.SC2Replay"  # sc2reader says ok with 0 players
 STATS_PARTIAL = {"bad_unit_ids_1.SC2Replay", "bad_unit_ids_2.SC2Replay", "testError.SC2Replay"}
 # GameHeart (a tournament observer mod) lists observers as players until sc2reader's
-# GameHeartNormalizer runs, which needs events: compare player counts at stats depth.
+# GameHeartNormalizer runs on the first tracker events; summary reads them for such replays.
 GAMEHEART = {"gameheart.SC2Replay", "gh_sameteam.SC2Replay"}
-NO_TRACKER_EVENTS = "4.1.2.60604/1.SC2Replay"  # its archive holds no replay.tracker.events
+# A stripped replay: no replay.tracker.events and no player names in replay.details.
+NO_TRACKER_EVENTS = "4.1.2.60604/1.SC2Replay"
+INCOMPLETE_AT = {"summary": ["unnamed_players"], "stats": ["no_tracker_events", "unnamed_players"]}
+
+
+def assert_complete_unless_stripped(result, path, depth):
+    """Every healthy corpus replay is `ok` and not degraded; the stripped one is `partial`, saying why."""
+    if str(path).endswith(NO_TRACKER_EVENTS):
+        assert result["status"] == "partial"
+        assert result["error"]["kind"] == "incomplete"
+        assert result["quality"] == {"degraded": True, "reasons": INCOMPLETE_AT[depth], "raw_values": {}}
+    else:
+        assert result["status"] == "ok", (path, result["error"])
+        assert result["quality"] == {"degraded": False, "reasons": [], "raw_values": {}}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +56,7 @@ def test_summary_depth_classifies_every_corpus_file(manifest):
             assert result["error"]["stage"] == "validate"
             continue
         assert row["sc2reader2_status"] == "ok"
-        assert result["status"] == "ok", (row.path, result["error"])
+        assert_complete_unless_stripped(result, row.path, "summary")
         replay = result["replay"]
         assert replay["sha256"] == row["sha256"] == result["sha256"]
         assert replay["map_name"] == row["map_name"]
@@ -53,9 +66,8 @@ def test_summary_depth_classifies_every_corpus_file(manifest):
         # The manifest's date is the end of the game in UTC; a game can cross midnight.
         played = date.fromisoformat(replay["played_at"][:10])
         assert abs((date.fromisoformat(row["date"]) - played).days) <= 1
-        if row.path.name not in GAMEHEART:
-            assert replay["player_count"] == int(row["players"])
-            assert replay["observer_count"] == int(row["observers"])
+        assert replay["player_count"] == int(row["players"])
+        assert replay["observer_count"] == int(row["observers"])
 
 
 def test_stats_depth_matches_manifest(manifest, stats_results):
@@ -70,7 +82,7 @@ def test_stats_depth_matches_manifest(manifest, stats_results):
             assert result["error"]["kind"] == "parse_error"
             assert result["players"], "the summary survives a failed deeper stage"
         else:
-            assert result["status"] == "ok", (row.path, result["error"])
+            assert_complete_unless_stripped(result, row.path, "stats")
             assert result["depth_reached"] == "stats"
             replay = result["replay"]
             assert replay["player_count"] == int(row["players"])
@@ -90,6 +102,21 @@ def test_stats_depth_fills_build_orders_and_timelines(stats_results):
         assert result["player_stats"], result["source"]
         assert result["build_order"], result["source"]
         assert not any(row["name"].startswith(("Spray", "RewardDance")) for row in result["build_order"])
+
+
+def test_core_fields_agree_across_depths_for_in_game_lobbies(manifest):
+    """A GameHeart lobby lists 7 players; sc2reader finds the 2 real ones from tracker events."""
+    lobbies = [row for row in manifest if row.path.name in GAMEHEART]
+    assert lobbies
+    for row in lobbies:
+        by_depth = {depth: parse_file(str(row.path), depth) for depth in ("summary", "stats")}
+        core = {
+            depth: (r["replay"]["game_type"], r["replay"]["player_count"], r["replay"]["observer_count"],
+                    r["replay"]["winner_team"], [(p["name"], p["is_observer"], p["team"]) for p in r["players"]])
+            for depth, r in by_depth.items()
+        }
+        assert core["summary"] == core["stats"], row.path
+        assert core["summary"][:2] == ("1v1", 2)
 
 
 def test_full_depth_on_a_bounded_subset(manifest):
@@ -117,7 +144,7 @@ def test_real_outputs_validate_against_the_shipped_schema(stats_results, validat
 
 def test_shipped_schema_is_generated_from_the_typed_dicts():
     assert shipped_schema_text() == render_schema()
-    assert build_schema()["properties"]["schema_version"] == {"const": 1}
+    assert build_schema()["properties"]["schema_version"] == {"const": 2}
 
 
 def test_ladder_1v1_known_values(replay):
