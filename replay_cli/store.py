@@ -1,13 +1,18 @@
-"""The SQLite store behind `replaycli ingest` (issue 3): migrations, batched writes, file lookups, run log.
+"""The SQLite store behind `replaycli ingest`: migrations, batched writes, file lookups, run log.
 
-Concurrency rule (research/reliability.md §2): WAL + BEGIN IMMEDIATE + busy_timeout. Every write takes the
+Concurrency rule: WAL + BEGIN IMMEDIATE + busy_timeout, so a second writer waits instead of failing with
+'database is locked' halfway through a transaction. Every write takes the
 write lock up front with our own `BEGIN IMMEDIATE`; sqlite-utils calls made inside it become SAVEPOINTs.
 Its `atomic()` alone issues a plain BEGIN, whose read-to-write upgrade fails with 'database is locked'
 under a second writer, so it is never the outer transaction here. This is the only module importing sqlite_utils.
 
-sqlite-utils creates the schema; rows go in with prepared `executemany` statements, which measured 3x faster than
-`insert_all` (1,000 replays of 340 child rows in batches of 100: 2.0 s against 6.2 s) because `insert_all`
-re-reads the table schema and opens a SAVEPOINT per call.
+sqlite-utils creates the schema; rows go in with prepared `executemany` statements, because `insert_all`
+re-reads the table schema and opens a SAVEPOINT per call, and this one writer's CPU is what the workers lack.
+
+One file's rows are written inside a SAVEPOINT of the batch transaction: if they cannot be written (a value
+SQLite refuses, a malformed result), that file alone is rolled back and recorded as failed with the kind
+`store_error`, and the rest of the batch commits. Only the database itself failing (disk full, locked,
+read-only, corrupt) aborts the batch, as StoreError.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any, Self
 from sqlite_utils import Database
 
 from replay_cli.errors import StoreError
+from replay_cli.failures import failed_result, one_line
 from replay_cli.migrations import (
     CHILD_TABLES,
     FILE_COLUMNS,
@@ -33,6 +39,7 @@ from replay_cli.migrations import (
     MIGRATIONS_TABLE,
     REPLAY_COLUMNS,
     REPLAY_EXTRA_COLUMNS,
+    REPLAY_QUALITY_COLUMNS,
     RUN_COUNT_NAMES,
     create_views,
     stale_views,
@@ -51,7 +58,14 @@ VALUES ({", ".join("?" * len(FILE_COLUMNS))})
 ON CONFLICT(path) DO UPDATE SET
   {", ".join(f"{c} = excluded.{c}" for c in FILE_COLUMNS if c not in ("path", "attempts", "first_run"))},
   attempts = coalesce(files.attempts, 0) + 1, first_run = coalesce(files.first_run, excluded.first_run)"""
-_REPLAY_COLUMN_NAMES = (*REPLAY_COLUMNS, *REPLAY_EXTRA_COLUMNS)
+_REPLAY_COLUMN_NAMES = (*REPLAY_COLUMNS, *REPLAY_EXTRA_COLUMNS, *REPLAY_QUALITY_COLUMNS)
+# What one file's write can raise without the database being at fault: a value the driver cannot bind
+# (OverflowError, an unsupported type, text that is not UTF-8), a constraint the result breaks, or a
+# result missing a field. IntegrityError is a DatabaseError: it must be caught before the fatal ones.
+_ONE_FILE_ERRORS = (
+    sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError, sqlite3.DataError,
+    OverflowError, ValueError, TypeError, KeyError, AttributeError, StoreError,
+)
 _REPLAY_UPSERT = (
     f"INSERT OR REPLACE INTO replays ({', '.join(_REPLAY_COLUMN_NAMES)}) "
     f"VALUES ({', '.join('?' * len(_REPLAY_COLUMN_NAMES))})"
@@ -100,6 +114,12 @@ class BatchCounts:
     partial: int = 0
     duplicate: int = 0
     failed: int = 0
+    # (path, exception type, one-line reason) of each file whose rows could not be written; in `failed` too.
+    store_errors: tuple[tuple[str, str, str], ...] = ()
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _now() -> str:
@@ -238,11 +258,48 @@ class Store:
         after rolling the whole batch back, when any write fails or a result is malformed.
         """
         counts = dict.fromkeys(("ok", "partial", "duplicate", "failed"), 0)
+        store_errors: list[tuple[str, str, str]] = []
         stored_at = _now()
         with self._translate("write to"), self._immediate():
             for stat, result in items:
-                counts[self._save_one(stat, result, run_id, replace, stored_at)] += 1
-        return BatchCounts(**counts)
+                status, problem = self._save_contained(stat, result, run_id, replace, stored_at)
+                counts[status] += 1
+                if problem is not None:
+                    store_errors.append((stat.path, *problem))
+        return BatchCounts(**counts, store_errors=tuple(store_errors))
+
+    def _save_contained(
+        self, stat: FileStat, result: Result, run_id: int, replace: bool, stored_at: str
+    ) -> tuple[str, tuple[str, str] | None]:
+        """Write one result inside a SAVEPOINT; on a per-file error roll it back and record a store_error.
+
+        Returns the files.status written and, for a store_error, the exception's type and one-line reason.
+        """
+        problem: tuple[str, str] | None = None
+        self._conn.execute("SAVEPOINT one_file")
+        try:
+            status = self._save_one(stat, result, run_id, replace, stored_at)
+        except _ONE_FILE_ERRORS as exc:
+            self._conn.execute("ROLLBACK TO one_file")
+            problem = type(exc).__name__, one_line(f"{type(exc).__name__}: {exc}")
+            self._record_store_error(stat, result, run_id, exc, problem[1])
+            status = STATUS_FAILED
+        self._conn.execute("RELEASE one_file")
+        return status, problem
+
+    def _record_store_error(
+        self, stat: FileStat, result: Result, run_id: int, exc: BaseException, problem: str
+    ) -> None:
+        """Write the files row of a result whose own rows could not be written."""
+        failure = failed_result(stat.path, "store_error", type(exc).__name__, problem, "store",
+                                depth=_text_or_none(result.get("depth_requested")) or DEPTHS[0],
+                                sha256=_text_or_none(result.get("sha256")))
+        try:
+            self._upsert_file(stat, failure, run_id, STATUS_FAILED, None)
+        except _ONE_FILE_ERRORS:
+            # Even the path cannot be bound (a file name that is not valid UTF-8): record it escaped.
+            printable = stat.path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            self._upsert_file(FileStat(printable, stat.size, stat.mtime_ns), failure, run_id, STATUS_FAILED, None)
 
     def _save_one(self, stat: FileStat, result: Result, run_id: int, replace: bool, stored_at: str) -> str:
         """Write one result and return the files.status it got."""
@@ -291,7 +348,10 @@ class Store:
                 self._conn.execute(f"DELETE FROM {table} WHERE replay_sha256 = ?", (sha,))
         values = [replay.get(column) for column in REPLAY_COLUMNS]
         values[0] = sha  # the result's hash is the identity, whatever the row says
-        self._conn.execute(_REPLAY_UPSERT, (*values, stored_at, first_path, run_id))
+        quality = result.get("quality")
+        degraded = quality["degraded"] if quality else None
+        quality_json = json.dumps(quality, sort_keys=True, ensure_ascii=False) if quality else None
+        self._conn.execute(_REPLAY_UPSERT, (*values, stored_at, first_path, run_id, degraded, quality_json))
         for table, (_columns, seq_column) in CHILD_TABLES.items():
             rows: list[dict[str, Any]] = result[table]  # type: ignore[literal-required]
             # itemgetter builds each tuple in C: the main process is the one writer, and at

@@ -77,7 +77,7 @@ def make_result(
             "cpu_seconds": 0.01, "parser": dict(PARSER),
             "error": {"kind": "parse_error", "type": "MPQError", "message": "bad header", "stage": "archive",
                       "release": "5.0.16.97364"},
-            "replay": None, "players": [], "chat": [], "build_order": [], "player_stats": [],
+            "quality": None, "replay": None, "players": [], "chat": [], "build_order": [], "player_stats": [],
         }
     replay: dict[str, Any] = {
         "sha256": sha, "map_name": map_name, "map_hash": "f" * 64, "played_at": "2024-05-01T12:00:00+00:00",
@@ -98,6 +98,7 @@ def make_result(
         "schema_version": schema.SCHEMA_VERSION, "status": status, "sha256": sha, "source": "game.SC2Replay",
         "size": 1234, "depth_requested": depth, "depth_reached": depth, "parse_seconds": 0.25,
         "cpu_seconds": 0.2, "parser": dict(PARSER), "error": error, "replay": replay,
+        "quality": {"degraded": False, "reasons": [], "raw_values": {}},
         "players": [make_player(0, depth), make_player(1, depth)],
         "chat": [
             {"sender_uid": 0, "sender_pid": 1, "sender_name": "Serral", "channel": "all", "text": "glhf",
@@ -169,7 +170,7 @@ def test_open_applies_migrations_once_and_sets_pragmas(db_path: Path) -> None:
         assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000 == BUSY_TIMEOUT_MS
     migrations = rows(db_path, "SELECT name, applied_at FROM _replaycli_migrations")
     assert [m["name"] for m in migrations] == [
-        "m001_initial", "m002_files_error_release", "m003_child_tables_without_rowid"
+        "m001_initial", "m002_files_error_release", "m003_child_tables_without_rowid", "m004_replay_quality"
     ]
     assert migrations[0]["applied_at"].endswith("+00:00")
     tables = {r["name"] for r in rows(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -182,7 +183,8 @@ def test_tables_match_result_schema(store: Store) -> None:
     def columns(table: str) -> list[str]:
         return [r["name"] for r in rows(store, f"PRAGMA table_info({table})")]
 
-    assert columns("replays") == [*schema.ReplayRow.__annotations__, "stored_at", "first_path", "stored_run"]
+    assert columns("replays") == [*schema.ReplayRow.__annotations__, "stored_at", "first_path", "stored_run",
+                                  "degraded", "quality"]
     assert columns("players") == ["replay_sha256", "slot", *schema.PlayerRow.__annotations__]
     assert columns("chat") == ["replay_sha256", "seq", *schema.ChatRow.__annotations__]
     assert columns("build_order") == ["replay_sha256", "seq", *schema.BuildOrderRow.__annotations__]
@@ -248,7 +250,8 @@ def test_save_ok_writes_exact_rows(store: Store) -> None:
     [replay] = rows(store, "SELECT * FROM replays")
     stored_at = replay.pop("stored_at")
     assert stored_at.endswith("+00:00")
-    assert replay == {**as_stored(result["replay"]), "first_path": "/r/a.SC2Replay", "stored_run": 7}
+    assert json.loads(replay.pop("quality")) == result["quality"]
+    assert replay == {**as_stored(result["replay"]), "first_path": "/r/a.SC2Replay", "stored_run": 7, "degraded": 0}
     for table, keys in CHILD_KEYS.items():
         stored = rows(store, f"SELECT * FROM {table}")  # clustered on the key (m003), not insert order
         expected = [
@@ -404,31 +407,38 @@ def _unbindable_chat(result: dict[str, Any]) -> None:
     result["chat"][1]["text"] = {"not": "a string"}  # sqlite3 cannot bind a dict
 
 
-@pytest.mark.parametrize("spoil", [_bad_player_name, _unbindable_chat])
-def test_failed_batch_leaves_nothing_behind(store: Store, spoil: Any) -> None:
+def _huge_integer(result: dict[str, Any]) -> None:
+    result["replay"]["game_loops"] = 2**64  # OverflowError when bound
+
+
+def _no_replay(result: dict[str, Any]) -> None:
+    result["replay"] = None  # malformed: status ok without a replay
+
+
+@pytest.mark.parametrize("spoil", [_bad_player_name, _unbindable_chat, _huge_integer, _no_replay])
+def test_a_file_that_cannot_be_written_fails_alone(store: Store, spoil: Any) -> None:
+    """Its rows are rolled back to its SAVEPOINT; it is recorded as store_error; the batch commits."""
     store.save_batch([(stat("/r/before.SC2Replay"), make_result("b" * 64))], run_id=1)
-    before = {t: rows(store, f"SELECT * FROM {t}") for t in ("replays", "files", *CHILD_KEYS)}
     bad = make_result("c" * 64)
     spoil(bad)
     batch = [
         (stat("/r/good.SC2Replay"), make_result("d" * 64)),
-        (stat("/r/failed.SC2Replay"), make_result(status="failed")),
         (stat("/r/bad.SC2Replay"), bad),
+        (stat("/r/failed.SC2Replay"), make_result(status="failed")),
+        (stat("/r/after.SC2Replay"), make_result("e" * 64)),
     ]
-    with pytest.raises(StoreError, match=r"^cannot write to database "):
-        store.save_batch(batch, run_id=2)
-    assert {t: rows(store, f"SELECT * FROM {t}") for t in before} == before
+    counts = store.save_batch(batch, run_id=2)
+    assert (counts.ok, counts.failed) == (2, 2)
+    assert [path for path, _type, _reason in counts.store_errors] == ["/r/bad.SC2Replay"]
     assert not store._conn.in_transaction
-    # The store stays usable after the rollback.
-    assert store.save_batch(batch[:2], run_id=3) == BatchCounts(ok=1, failed=1)
-
-
-def test_malformed_result_rolls_back(store: Store) -> None:
-    no_replay = make_result()
-    no_replay["replay"] = None
-    with pytest.raises(StoreError, match="has status 'ok' but no replay"):
-        store.save_batch([(stat("/r/good.SC2Replay"), make_result("d" * 64)), (stat(), no_replay)], run_id=1)
-    assert rows(store, "SELECT count(*) AS n FROM files") == [{"n": 0}]
+    assert rows(store, "SELECT sha256 FROM replays ORDER BY sha256") == [{"sha256": c * 64} for c in "bde"]
+    for table in CHILD_KEYS:
+        assert rows(store, f"SELECT count(*) AS n FROM {table} WHERE replay_sha256 = ?", ("c" * 64,)) == [{"n": 0}]
+    [bad_row] = rows(store, "SELECT status, error_kind, error_stage, error_message FROM files WHERE path = ?",
+                     ("/r/bad.SC2Replay",))
+    assert bad_row["status"] == "failed" and bad_row["error_kind"] == "store_error"
+    assert bad_row["error_stage"] == "store" and "\n" not in bad_row["error_message"]
+    assert rows(store, "SELECT count(*) AS n FROM files") == [{"n": 5}]
 
 
 def test_closed_connection_raises_store_error(db_path: Path) -> None:
@@ -481,7 +491,8 @@ def test_two_processes_write_the_same_new_database(db_path: Path) -> None:
         {"status": "ok", "n": 2 * PER_PROCESS}
     ]
     assert rows(db_path, "SELECT name FROM _replaycli_migrations") == [
-        {"name": "m001_initial"}, {"name": "m002_files_error_release"}, {"name": "m003_child_tables_without_rowid"}
+        {"name": "m001_initial"}, {"name": "m002_files_error_release"}, {"name": "m003_child_tables_without_rowid"},
+        {"name": "m004_replay_quality"},
     ]
     assert rows(db_path, "SELECT count(*) AS n FROM runs WHERE exit_code = 0") == [{"n": 2}]
 
@@ -738,7 +749,8 @@ def test_m003_clusters_child_tables_and_keeps_their_rows(db_path: Path, monkeypa
     import replay_cli.store as store_module
     from replay_cli.migrations import MIGRATIONS
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:2])  # a database from before m003
+    # A database from before m003 (with m004's columns, which the current writer fills).
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS[:2], MIGRATIONS[3]))
     with open_store(db_path) as old:
         old.save_batch([(stat(), make_result())], run_id=1)
         before = {t: rows(old, f"SELECT * FROM {t} ORDER BY 1, 2, 3") for t in CHILD_TABLES}
