@@ -2,6 +2,9 @@
 
     python -m tests.fault_cli ingest --db x.db ...      (cwd: the repository root)
 
+Run it through the `replaycli` fixture of tests/conftest.py, which starts it from the repository
+root with that root on PYTHONPATH: the fork server inherits sys.path, so workers import this module.
+
 Everything is the production CLI (click command, StopSignals, pebble pool, watchdog, SQLite store)
 except the per-file parse function: `replay_cli.ingest.ingest_paths` is wrapped so that it receives
 `parse_fn=fault_parse`. This file lives under tests/, so production code can never trigger it.
@@ -14,6 +17,8 @@ Faults are chosen by the file NAME, and only after the marker `FAULT-` (real cor
     FAULT-hang...      loop forever when "hang" is listed in env FAULT_HANG, else behave like sleep
     FAULT-stubborn...  like hang, and also ignore SIGTERM (so pebble's stop() needs its 3 s SIGKILL
                        escalation) when "stubborn" is listed in FAULT_HANG
+    FAULT-unstorable...  parse for real, then put a value SQLite cannot bind into the result (what a
+                       bug in the worker's bounds would let through), to exercise the writer's defence
 
 FAULT_HANG lets one input set hang in an interrupted run and complete in the re-run, so the re-run
 can be compared with an uninterrupted run over the very same inputs.
@@ -27,13 +32,7 @@ import functools
 import importlib
 import os
 import signal
-import sys
 import time
-from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))  # the fork server inherits sys.path, so workers import us too
 
 MARK = "FAULT-"
 HANG_ENV = "FAULT_HANG"
@@ -62,6 +61,11 @@ def fault_parse(path: str, depth: str = "stats", max_bytes: int = 50 * 1024**2):
                 pass
         if fault.startswith(("sleep", "hang", "stubborn")):
             time.sleep(float(os.environ.get(SLEEP_ENV, DEFAULT_SLEEP_S)))
+        if fault.startswith("unstorable"):
+            result = parse_file(path, depth, max_bytes)
+            if result["replay"] is not None:
+                result["replay"]["game_loops"] = 2**64
+            return result
     return parse_file(path, depth, max_bytes)
 
 

@@ -1,4 +1,4 @@
-"""The bad-input catalogue (reliability.md §5) and mutated real replays, through the real CLI and pool."""
+"""The bad-input catalogue and mutated replays (real ones when the corpus is there), through the real CLI and pool."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import random
 import shutil
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -56,20 +55,17 @@ def _files_rows(db_path: Path) -> dict[str, tuple[str, str | None]]:
     return rows
 
 
-def test_catalogue_each_bad_file_gets_its_own_kind_and_neighbours_are_stored(tmp_path: Path, replay):
+def test_catalogue_each_bad_file_gets_its_own_kind_and_neighbours_are_stored(tmp_path: Path, game, replaycli):
     tree = tmp_path / "inputs"
     tree.mkdir()
-    expected = build_catalogue(tree, replay(REAL[0]).read_bytes())
+    expected = build_catalogue(tree, game(REAL[0]).read_bytes())
     for index, suffix in enumerate(REAL):
-        shutil.copy(replay(suffix), tree / f"real-{index}.SC2Replay")
+        shutil.copy(game(suffix), tree / f"real-{index}.SC2Replay")
         expected[f"real-{index}.SC2Replay"] = ("ok", None)
-    shutil.copy(replay(REAL[0]), tree / "real-copy.SC2Replay")
+    shutil.copy(game(REAL[0]), tree / "real-copy.SC2Replay")
     db_path = tmp_path / "bad.db"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "replay_cli", "ingest", str(tree), "--db", str(db_path), "--workers", "2",
-         "--json", "--timeout", "60"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-    )
+    proc = replaycli.start("ingest", str(tree), "--db", str(db_path), "--workers", "2", "--json", "--timeout", "60",
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stop, peak = threading.Event(), [0.0]
     watcher = threading.Thread(target=_peak_rss_mib, args=(proc.pid, stop, peak), daemon=True)
     watcher.start()
@@ -102,9 +98,9 @@ def test_bomb_in_a_capped_worker_is_memory_not_a_machine_killer(tmp_path: Path):
     assert "MemoryError" in tally.failures[0]["message"]
 
 
-def test_file_deleted_after_discovery_is_unreadable(tmp_path: Path, replay):
+def test_file_deleted_after_discovery_is_unreadable(tmp_path: Path, game):
     doomed = tmp_path / "doomed.SC2Replay"
-    shutil.copy(replay(REAL[0]), doomed)
+    shutil.copy(game(REAL[0]), doomed)
     discovered = [str(doomed)]
     doomed.unlink()
     with open_store(tmp_path / "gone.db") as store:
@@ -141,8 +137,8 @@ def mutate(data: bytes, mutation: tuple) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def real_bytes(replay) -> list[bytes]:
-    return [replay(suffix).read_bytes() for suffix in REAL]
+def real_bytes(game) -> list[bytes]:
+    return [game(suffix).read_bytes() for suffix in REAL]
 
 
 @settings(max_examples=MUTATION_EXAMPLES, derandomize=True, deadline=None,
@@ -173,7 +169,7 @@ def test_mutated_real_replays_never_break_a_batch(tmp_path_factory, real_bytes, 
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_flips_after_decompression_come_back_classified(monkeypatch, replay, seed):
+def test_flips_after_decompression_come_back_classified(monkeypatch, game, seed):
     """Corrupt members after bz2 (where CRCs cannot catch it): data or a classified failure."""
     rng = random.Random(seed)
     real_read = mpyq.MPQArchive.read_file
@@ -189,7 +185,7 @@ def test_flips_after_decompression_come_back_classified(monkeypatch, replay, see
 
     monkeypatch.setattr(mpyq.MPQArchive, "read_file", flipped_read)
     for suffix in REAL:
-        result = parse_file(str(replay(suffix)), "stats")
+        result = parse_file(str(game(suffix)), "stats")
         assert result["status"] in ("ok", "partial", "failed")
         if result["status"] != "ok":
             assert result["error"]["kind"] in ERROR_KINDS

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 MARKER_ENV = "REPLAYCLI_HARDENING_MARKER"
 EXIT_DEADLINE_S = 2.0  # reliability.md §5 case 20: 130/143 within 2 s
 ORPHAN_DEADLINE_S = 2.0  # case 19: no tagged process 2 s after a kill -9
@@ -62,15 +61,7 @@ class Run:
             raise AssertionError(f"ingest did not finish in {timeout} s; stderr:\n{self.stderr()[-3000:]}") from None
 
 
-def _env(marker: str, extra: dict[str, str] | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REPLAYCLI_") and k != "WORKER_PROCESSES"}
-    env.update({MARKER_ENV: marker, "COLUMNS": "400", "PYTHONPATH": str(REPO_ROOT)})
-    env.pop("FAULT_HANG", None)
-    env.update(extra or {})
-    return env
-
-
-def start(tmp: Path, args: list[str], *, fault: bool = False, stdin_list: Path | None = None,
+def start(replaycli, tmp: Path, args: list[str], *, fault: bool = False, stdin_list: Path | None = None,
           env: dict[str, str] | None = None) -> Run:
     """Start `replaycli ARGS` (or the fault CLI) in a new session with a marker in its environment."""
     marker = uuid.uuid4().hex
@@ -78,9 +69,8 @@ def start(tmp: Path, args: list[str], *, fault: bool = False, stdin_list: Path |
     out, err = tmp / f"{marker}.out", tmp / f"{marker}.err"
     stdin = open(stdin_list, "rb") if stdin_list else subprocess.DEVNULL
     try:
-        proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=_env(marker, env),
-                                stdin=stdin, stdout=open(out, "wb"), stderr=open(err, "wb"),
-                                start_new_session=True)
+        proc = replaycli.start(*args, module=module, env={MARKER_ENV: marker, "COLUMNS": "400", **(env or {})},
+                               stdin=stdin, stdout=open(out, "wb"), stderr=open(err, "wb"), start_new_session=True)
     finally:
         if stdin_list:
             stdin.close()  # type: ignore[union-attr]
@@ -256,20 +246,14 @@ def run_info(db: Path) -> list[tuple]:
 
 
 # --------------------------------------------------------------------------------------------------
-# workload: 60 real replays + slow fault files, in an order that keeps work in flight
+# workload: 60 replays (real ones when the corpus is there) + slow fault files, in an order that keeps
+# work in flight
 
 
-def _unique_ok_replays(manifest, count: int) -> list[Path]:
-    seen: set[str] = set()
-    picked = []
-    for row in sorted(manifest, key=lambda r: r["sha256"]):
-        if row["sha256"] in seen or row["sc2reader4_status"] != "ok" or not row.path.is_file():
-            continue
-        seen.add(row["sha256"])
-        picked.append(row.path)
-    if len(picked) < count:
-        pytest.skip(f"corpus has only {len(picked)} distinct parseable replays")
-    return picked[:count] if count else picked
+def _unique_ok_replays(distinct_replays: list[Path], count: int) -> list[Path]:
+    if len(distinct_replays) < count:
+        pytest.skip(f"only {len(distinct_replays)} distinct parseable replays, {count} needed")
+    return distinct_replays[:count] if count else distinct_replays
 
 
 @dataclass(frozen=True)
@@ -280,10 +264,10 @@ class Workload:
 
 
 @pytest.fixture(scope="module")
-def workload(manifest, tmp_path_factory) -> Workload:
+def workload(distinct_replays, tmp_path_factory) -> Workload:
     folder = tmp_path_factory.mktemp("workload")
     real = []
-    for i, source in enumerate(_unique_ok_replays(manifest, N_REAL)):
+    for i, source in enumerate(_unique_ok_replays(distinct_replays, N_REAL)):
         link = folder / f"r{i:03d}.SC2Replay"
         link.symlink_to(source)
         real.append(str(link))
@@ -311,12 +295,12 @@ def ingest_args(db: Path, workers: int, depth: str = "stats") -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def baseline(workload, tmp_path_factory) -> dict[str, list[tuple]]:
+def baseline(workload, tmp_path_factory, replaycli) -> dict[str, list[tuple]]:
     """The uninterrupted run's rows, which every interrupted-then-resumed run must reproduce."""
     tmp = tmp_path_factory.mktemp("baseline")
     db = tmp / "clean.db"
     t0 = time.monotonic()
-    run = start(tmp, ingest_args(db, 2), fault=True, stdin_list=workload.listing)
+    run = start(replaycli, tmp, ingest_args(db, 2), fault=True, stdin_list=workload.listing)
     code = run.wait()
     print(f"\n[hardening] uninterrupted run: exit {code} in {time.monotonic() - t0:.2f} s")
     assert code == 1, run.stderr()  # the garbage fault files fail; everything else is stored
@@ -327,9 +311,9 @@ def baseline(workload, tmp_path_factory) -> dict[str, list[tuple]]:
     return dump(db)
 
 
-def resume_and_compare(tmp: Path, db: Path, workload: Workload, baseline, label: str) -> None:
+def resume_and_compare(replaycli, tmp: Path, db: Path, workload: Workload, baseline, label: str) -> None:
     """Re-run the same ingest to completion and require exactly the uninterrupted run's rows."""
-    rerun = start(tmp, ingest_args(db, 2), fault=True, stdin_list=workload.listing)
+    rerun = start(replaycli, tmp, ingest_args(db, 2), fault=True, stdin_list=workload.listing)
     code = rerun.wait()
     assert code in (0, 1), f"{label}: re-run exited {code}:\n{rerun.stderr()}"
     assert "Traceback" not in rerun.stderr()
@@ -345,10 +329,12 @@ def resume_and_compare(tmp: Path, db: Path, workload: Workload, baseline, label:
     pytest.param(signal.SIGINT, True, 130, id="ctrl-c-group"),
     pytest.param(signal.SIGTERM, False, 143, id="sigterm-cli"),
 ])
-def test_signal_commits_exits_fast_and_resumes(tmp_path, workload, baseline, signum, to_group, expected):
+def test_signal_commits_exits_fast_and_resumes(tmp_path, workload, baseline, signum, to_group, expected,
+                                               replaycli):
     db = tmp_path / "x.db"
     # a worker loops on FAULT-hang: stop() must kill a busy worker, not wait for it
-    run = start(tmp_path, ingest_args(db, 2), fault=True, stdin_list=workload.listing, env={"FAULT_HANG": "hang"})
+    run = start(replaycli, tmp_path, ingest_args(db, 2), fault=True, stdin_list=workload.listing,
+                env={"FAULT_HANG": "hang"})
     try:
         wait_for(lambda: committed_files(db) >= 1, 30, "a first committed files row", run)
         recorded = descendants(run.proc.pid)
@@ -374,18 +360,18 @@ def test_signal_commits_exits_fast_and_resumes(tmp_path, workload, baseline, sig
     assert 1 <= counts["files"] < len(workload.paths), f"the signal did not land mid-run: {counts}"
     last = run_info(db)[-1]
     assert last[1:3] == (expected, 1), f"runs row of the interrupted run: {last}"
-    resume_and_compare(tmp_path, db, workload, baseline, f"after {signal.Signals(signum).name}")
+    resume_and_compare(replaycli, tmp_path, db, workload, baseline, f"after {signal.Signals(signum).name}")
 
 
 # --------------------------------------------------------------------------------------------------
 # 3: a second Ctrl-C leaves at once
 
 
-def test_second_ctrl_c_exits_at_once(tmp_path, workload):
+def test_second_ctrl_c_exits_at_once(tmp_path, workload, replaycli):
     """A worker ignoring SIGTERM makes the first Ctrl-C's orderly stop take >= 3 s (pebble escalates to
     SIGKILL after 3 s); the second Ctrl-C must cut that short, and the watchdog must still clean up."""
     db = tmp_path / "x.db"
-    run = start(tmp_path, ingest_args(db, 2), fault=True, stdin_list=workload.listing,
+    run = start(replaycli, tmp_path, ingest_args(db, 2), fault=True, stdin_list=workload.listing,
                 env={"FAULT_HANG": "stubborn"})
     try:
         wait_for(lambda: committed_files(db) >= 1, 30, "a first committed files row", run)
@@ -412,11 +398,12 @@ def test_second_ctrl_c_exits_at_once(tmp_path, workload):
 
 
 @pytest.mark.parametrize("trial", range(3))
-def test_kill_9_leaves_consistent_db_and_no_orphans(tmp_path, workload, baseline, trial):
+def test_kill_9_leaves_consistent_db_and_no_orphans(tmp_path, workload, baseline, trial, replaycli):
     rng = random.Random(20240 + trial)
     db = tmp_path / "x.db"
     # 3 workers, one of which loops on FAULT-hang: only the watchdog can end it once the CLI is gone
-    run = start(tmp_path, ingest_args(db, 3), fault=True, stdin_list=workload.listing, env={"FAULT_HANG": "hang"})
+    run = start(replaycli, tmp_path, ingest_args(db, 3), fault=True, stdin_list=workload.listing,
+                env={"FAULT_HANG": "hang"})
     try:
         wait_for(lambda: len(descendants(run.proc.pid)) >= 4, 30, "the fork server and 3 workers", run)
         time.sleep(rng.uniform(0.2, 3.0))
@@ -434,15 +421,15 @@ def test_kill_9_leaves_consistent_db_and_no_orphans(tmp_path, workload, baseline
     if db.exists():
         counts = check_db(db)
         assert counts["files"] < len(workload.paths), f"the kill did not land mid-run: {counts}"
-    resume_and_compare(tmp_path, db, workload, baseline, f"kill -9 trial {trial}")
+    resume_and_compare(replaycli, tmp_path, db, workload, baseline, f"kill -9 trial {trial}")
 
 
 # --------------------------------------------------------------------------------------------------
 # 5: two ingesters on one database
 
 
-def test_two_ingesters_same_db(tmp_path, manifest):
-    replays = [str(p) for p in _unique_ok_replays(manifest, 0)]
+def test_two_ingesters_same_db(tmp_path, distinct_replays, replaycli):
+    replays = [str(p) for p in _unique_ok_replays(distinct_replays, 0)]
     third = len(replays) // 3
     first, second = replays[: 2 * third], replays[third:]  # the middle third is in both
     lists = []
@@ -451,7 +438,7 @@ def test_two_ingesters_same_db(tmp_path, manifest):
         listing.write_text("".join(p + "\n" for p in chunk))
         lists.append(listing)
     db = tmp_path / "shared.db"  # new: both also race to create the schema
-    runs = [start(tmp_path, ["ingest", "--db", str(db), "--depth", "summary", "--workers", "1", "-"],
+    runs = [start(replaycli, tmp_path, ["ingest", "--db", str(db), "--depth", "summary", "--workers", "1", "-"],
                   stdin_list=listing) for listing in lists]
     codes = [run.wait() for run in runs]
     errs = [run.stderr() for run in runs]
@@ -486,16 +473,17 @@ def test_two_ingesters_same_db(tmp_path, manifest):
 # 6: hostile file names in the human summary
 
 
-def test_hostile_file_names_are_shown_inert(tmp_path, manifest):
+def test_hostile_file_names_are_shown_inert(tmp_path, distinct_replays, replaycli):
     folder = tmp_path / "hostile"
     folder.mkdir()
     # "/" cannot be in a file name, so no closing tag: an opening tag is just as live as markup
     bad = folder / "FAULT-raise [bold red]x[blink] \x1b[31mred.SC2Replay"
     bad.write_bytes(b"garbage")
     good = folder / "ok [link=file:x]y \x1b]0;title\x07.SC2Replay"
-    good.write_bytes(_unique_ok_replays(manifest, 1)[0].read_bytes())
+    good.write_bytes(_unique_ok_replays(distinct_replays, 1)[0].read_bytes())
     db = tmp_path / "x.db"
-    run = start(tmp_path, ["ingest", "--db", str(db), "--depth", "summary", "--workers", "1", "-v", str(folder)],
+    run = start(replaycli, tmp_path, ["ingest", "--db", str(db), "--depth", "summary", "--workers", "1", "-v",
+                                      str(folder)],
                 fault=True)
     code = run.wait()
     raw = run.err.read_bytes()

@@ -4,33 +4,31 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 HOSTILE_SAMPLE = "05-hostile.SC2Replay"
+SAMPLE_ARG = "<the hostile sample>"  # replaced by its path in the test: parameters are fixed at import
 HOSTILE_NAMES = {"[bold red]x[/]", "\x1b[31mRedAlert\x1b[0m", "'); DROP TABLE replays;--", "Quote\"Name's"}
 HOSTILE_FILE = "[bold]boom[blink] \x1b[5mblink.SC2Replay"  # no "/": it is a file name
 RAW_CONTROL_BYTES = (b"\x1b", b"\x07", b"\x9b")
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="module")
+def run(replaycli):
+    """Run the CLI with a bare environment (PATH only: no terminal or colour settings leak in)."""
     # COLUMNS keeps rich from cutting the names short, so the check sees them whole.
-    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "400"}
-    return subprocess.run([sys.executable, "-m", "replay_cli", *args], capture_output=True, env=env,
-                          stdin=subprocess.DEVNULL, timeout=120)
+    return lambda *args: replaycli.run(*args, env={"COLUMNS": "400"}, inherit_env=False)
 
 
 @pytest.fixture(scope="module")
-def hostile_db(tmp_path_factory) -> Path:
+def hostile_db(tmp_path_factory, samples: Path, run) -> Path:
     folder = tmp_path_factory.mktemp("hostile")
-    shutil.copy(SAMPLES / HOSTILE_SAMPLE, folder / HOSTILE_SAMPLE)
+    shutil.copy(samples / HOSTILE_SAMPLE, folder / HOSTILE_SAMPLE)
     (folder / HOSTILE_FILE).write_bytes(b"MPQ\x1b broken")
     db_path = folder / "h.db"
-    proc = _run("ingest", str(folder), "--db", str(db_path), "--workers", "0")
+    proc = run("ingest", str(folder), "--db", str(db_path), "--workers", "0")
     assert proc.returncode == 1, proc.stderr
     for raw in RAW_CONTROL_BYTES:
         assert raw not in proc.stderr
@@ -51,12 +49,12 @@ def test_hostile_text_is_stored_verbatim(hostile_db: Path):
 
 @pytest.mark.parametrize(
     "command",
-    [["stats"], ["failures"], ["parse", str(SAMPLES / HOSTILE_SAMPLE)], ["parse", str(SAMPLES / HOSTILE_SAMPLE),
-                                                                        "--depth", "summary"]],
+    [["stats"], ["failures"], ["parse", SAMPLE_ARG], ["parse", SAMPLE_ARG, "--depth", "summary"]],
 )
-def test_every_human_output_escapes_control_characters(hostile_db: Path, command: list[str]):
+def test_every_human_output_escapes_control_characters(hostile_db: Path, command: list[str], samples: Path, run):
+    command = [str(samples / HOSTILE_SAMPLE) if arg == SAMPLE_ARG else arg for arg in command]
     args = [*command, "--db", str(hostile_db)] if command[0] != "parse" else command
-    proc = _run(*args)
+    proc = run(*args)
     assert proc.returncode == 0, proc.stderr
     output = proc.stdout + proc.stderr
     for raw in RAW_CONTROL_BYTES:
