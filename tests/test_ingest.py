@@ -249,7 +249,8 @@ def test_quick_start_ingests_the_samples_then_records_the_corrupt_one(tmp_path: 
     assert second.returncode == 1, second.stderr
     assert "Ingest complete with failures: 1 discovered, 1 parsed, 0 ok, 1 failed in " in second.stderr
     listed = replaycli.run("failures", "--db", db_path, "--json", text=True)
-    assert [(row["path"], row["error_kind"]) for row in json.loads(listed.stdout)] == [(str(corrupt_sample), "parse_error")]
+    listed_rows = json.loads(listed.stdout)
+    assert [(row["path"], row["error_kind"]) for row in listed_rows] == [(str(corrupt_sample), "parse_error")]
 
 
 @pytest.mark.parametrize(("status", "opening"), [("success", "Ingest complete: "),
