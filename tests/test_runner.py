@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,12 +12,8 @@ from typing import Any
 
 import pytest
 
-# Workers unpickle tests.faults.fault_parse by reference: the repo root must be on sys.path before
-# the fork server starts, because the fork server copies sys.path once (with preload modules set).
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
+# Workers unpickle tests.faults.fault_parse by reference: tests/conftest.py puts the repo root on
+# sys.path before any fork server starts, because the fork server copies sys.path once.
 from replay_cli import runner
 from replay_cli.result import Result
 from replay_cli.runner import PoolUnrecoverable, run_parses
@@ -220,9 +215,9 @@ def _comparable(result: Result) -> dict[str, Any]:
     return {key: value for key, value in result.items() if key not in TIMING_FIELDS}
 
 
-def test_real_replays_pool_matches_inline(corpus: Path) -> None:
-    # `corpus` (conftest.py) skips with a message when the folder is absent; REPLAYCLI_TEST_REPLAYS overrides.
-    found = sorted(str(path) for path in corpus.rglob("*.SC2Replay"))
+def test_real_replays_pool_matches_inline(replay_folder: Path) -> None:
+    # `replay_folder` (conftest.py) is the real-replay corpus when present, else samples/.
+    found = sorted(str(path) for path in replay_folder.rglob("*.SC2Replay"))
     paths = found[:: max(1, len(found) // REAL_REPLAYS)][:REAL_REPLAYS]  # spread over the corpus's sources
     options: dict[str, Any] = {"depth": "stats", "timeout": 60.0, "max_memory": 2048 * MiB, "max_bytes": 50 * MiB}
     pooled = [r for r in run_parses(paths, workers=2, **options) if r is not None]
