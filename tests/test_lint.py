@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 @pytest.mark.parametrize(
     "command",
@@ -19,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
     ],
     ids=["ruff", "mypy"],
 )
-def test_static_checks_pass(command: list[str]):
+def test_static_checks_pass(command: list[str], repo_root: Path):
     pytest.importorskip(command[2])
-    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(command, cwd=repo_root, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
