@@ -175,6 +175,12 @@ def corpus() -> Path:
 
 
 @pytest.fixture(scope="session")
+def corpus_present() -> bool:
+    """Whether the real-replay corpus is there, for tests that pick their inputs by it."""
+    return _corpus_or_none() is not None
+
+
+@pytest.fixture(scope="session")
 def manifest(corpus: Path) -> list[ManifestRow]:
     """MANIFEST.tsv rows, each with the replay's path on disk."""
     with open(corpus / "MANIFEST.tsv", newline="", encoding="utf-8") as handle:

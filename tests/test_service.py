@@ -25,8 +25,17 @@ def _without_timings(result: dict) -> dict:
     return {k: v for k, v in result.items() if k not in TIMING_KEYS}
 
 
-def test_parse_returns_what_the_cli_stores(replay):
-    data = replay(LARGE[0]).read_bytes()
+@pytest.fixture(scope="module")
+def large_uploads(corpus_present: bool, game, request: pytest.FixtureRequest) -> list[bytes]:
+    """LARGE from the corpus, else the biggest synthetic games: each parse must outlast several heartbeats."""
+    if corpus_present:
+        return [game(suffix).read_bytes() for suffix in LARGE]
+    biggest = sorted(request.getfixturevalue("synth_games"), key=lambda path: path.stat().st_size)[-len(LARGE):]
+    return [path.read_bytes() for path in biggest]
+
+
+def test_parse_returns_what_the_cli_stores(game):
+    data = game(LARGE[0]).read_bytes()
 
     async def main() -> dict:
         async with ReplayParser(workers=1, depth="summary") as parser:
@@ -46,8 +55,8 @@ def test_bad_upload_is_a_classified_failure():
     assert too_big["error"]["kind"] == "too_large"
 
 
-def test_a_dying_worker_fails_only_its_upload_and_is_replaced(replay):
-    data = replay(LARGE[0]).read_bytes()
+def test_a_dying_worker_fails_only_its_upload_and_is_replaced(game):
+    data = game(LARGE[0]).read_bytes()
 
     async def main() -> tuple[dict, dict, dict]:
         async with ReplayParser(workers=2, depth="summary", parse_fn=fault_parse_bytes) as parser:
@@ -61,8 +70,8 @@ def test_a_dying_worker_fails_only_its_upload_and_is_replaced(replay):
     assert neighbour["status"] == "ok" and after["status"] == "ok"
 
 
-def test_a_hanging_upload_times_out_alone(replay):
-    data = replay(LARGE[0]).read_bytes()
+def test_a_hanging_upload_times_out_alone(game):
+    data = game(LARGE[0]).read_bytes()
 
     async def main() -> tuple[dict, dict]:
         async with ReplayParser(workers=2, depth="summary", timeout=2, parse_fn=fault_parse_bytes) as parser:
@@ -73,8 +82,8 @@ def test_a_hanging_upload_times_out_alone(replay):
     assert hung["error"]["kind"] == "timeout" and fine["status"] == "ok"
 
 
-def test_event_loop_keeps_ticking_while_large_replays_parse(replay):
-    uploads = [replay(suffix).read_bytes() for suffix in LARGE]
+def test_event_loop_keeps_ticking_while_large_replays_parse(large_uploads: list[bytes]):
+    uploads = large_uploads
 
     async def main() -> tuple[float, float]:
         gaps: list[float] = []
@@ -102,8 +111,8 @@ def test_event_loop_keeps_ticking_while_large_replays_parse(replay):
     assert max_gap < shortest_parse / 2, (max_gap, shortest_parse)
 
 
-def test_store_and_archive_share_the_cli_layout(replay, tmp_path: Path):
-    data = replay(LARGE[1]).read_bytes()
+def test_store_and_archive_share_the_cli_layout(game, tmp_path: Path):
+    data = game(LARGE[1]).read_bytes()
     db_path, archive = tmp_path / "svc.db", tmp_path / "archive"
 
     async def main() -> tuple[str, str, str]:
@@ -129,8 +138,8 @@ def test_store_and_archive_share_the_cli_layout(replay, tmp_path: Path):
     assert conn.execute("select count(*) from files").fetchone()[0] == 2
 
 
-def test_closing_the_parser_leaves_no_worker(replay):
-    data = replay(LARGE[0]).read_bytes()
+def test_closing_the_parser_leaves_no_worker(game):
+    data = game(LARGE[0]).read_bytes()
     before = descendants()
 
     async def main() -> None:

@@ -28,7 +28,7 @@ from replay_cli.store import (
 
 PARSER = {"replaycli": "0.1.0", "sc2reader": "1.9.0"}
 PARSER_VERSION = "0.1.0/1.9.0"
-REAL_1V1 = Path("manuelseeger+sc2reader-plugins/tests/replays/1v1.SC2Replay")
+REAL_1V1 = "tests/replays/1v1.SC2Replay"  # the corpus' manuelseeger+sc2reader-plugins copy, else a sample
 PER_PROCESS = 200
 CHILD_KEYS = {"players": ["slot"], "chat": ["seq"], "build_order": ["seq"], "player_stats": []}
 
@@ -660,10 +660,10 @@ def test_database_opens_with_plain_sqlite_utils(db_path: Path, store: Store) -> 
 # --- a real replay --------------------------------------------------------------------------------------
 
 
-def test_stores_a_real_parse(store: Store, corpus: Path) -> None:
+def test_stores_a_real_parse(store: Store, game) -> None:
     from replay_cli import parse
 
-    replay_file = corpus / REAL_1V1
+    replay_file = game(REAL_1V1)
     data = replay_file.read_bytes()
     result = parse.parse_replay(data, depth="stats", source=str(replay_file))
     assert result["status"] in ("ok", "partial"), result["error"]
