@@ -51,8 +51,8 @@ _GAMEHEART_FUZZ_LOOPS = 5
 _GAMEHEART_SKIPPED = "LotV"
 
 # sc2reader's datapack choice (resources.py register_default_datapacks), most specific first:
-# (expansion, first build, first build after, DATAPACKS key).
-_DATAPACK_RULES: tuple[tuple[str, int, int | None, str], ...] = (
+# (expansion, first build, first build after, DATAPACKS key); None leaves that end open.
+_DATAPACK_RULES: tuple[tuple[str, int | None, int | None, str], ...] = (
     ("LotV", 97364, None, "LotV/97364"),
     ("LotV", 95122, 97364, "LotV/96883"),
     ("LotV", 89634, 95122, "LotV/89720"),
@@ -71,7 +71,7 @@ _DATAPACK_RULES: tuple[tuple[str, int, int | None, str], ...] = (
     ("HotS", 24764, 38215, "HotS/24764"),
     ("HotS", 24247, 24764, "HotS/24247"),
     ("HotS", 23925, 24247, "HotS/23925"),
-    ("HotS", 0, 23925, "HotS/base"),
+    ("HotS", None, 23925, "HotS/base"),
     ("WoL", 24944, None, "WoL/24944"),
     ("WoL", 22612, 24944, "WoL/22612"),
     ("WoL", 19458, 22612, "WoL/19458"),
@@ -129,8 +129,16 @@ def _count(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def _struct(data: bytes, pos: int, depth: int) -> tuple[dict[int, Any], int]:
-    """Read a struct body: (tag, value) pairs. Small tags and small ints are read inline."""
-    count, pos = _count(data, pos)
+    """Read a struct body: (tag, value) pairs.
+
+    Tags, integers and short blobs, nearly every field of every event, are read inline: a call
+    per field would cost more than the decoding itself.
+    """
+    if data[pos] < 0x80 and not data[pos] & 1:
+        count = data[pos] >> 1
+        pos += 1
+    else:
+        count, pos = _count(data, pos)
     fields: dict[int, Any] = {}
     for _ in range(count):
         byte = data[pos]
@@ -139,10 +147,33 @@ def _struct(data: bytes, pos: int, depth: int) -> tuple[dict[int, Any], int]:
             pos += 1
         else:
             tag, pos = _vint(data, pos)
-        if data[pos] == _VINT and data[pos + 1] < 0x80:
+        kind = data[pos]
+        if kind == _OPTIONAL:
+            if data[pos + 1] == 0:
+                fields[tag] = None
+                pos += 2
+                continue
+            pos += 2  # a present optional is followed by its value: read it below
+            kind = data[pos]
+        if kind == _VINT:
             byte = data[pos + 1]
-            fields[tag] = -(byte >> 1) if byte & 1 else byte >> 1
             pos += 2
+            value = (byte & 0x7F) >> 1
+            more, shift = byte, 6
+            while more & 0x80:
+                if shift > _MAX_VINT_SHIFT:
+                    raise TrackerError(f"varint longer than 64 bits at byte {pos}")
+                more = data[pos]
+                pos += 1
+                value |= (more & 0x7F) << shift
+                shift += 7
+            fields[tag] = -value if byte & 1 else value
+        elif kind == _BLOB and data[pos + 1] < 0x80 and not data[pos + 1] & 1:
+            start = pos + 2
+            pos = start + (data[pos + 1] >> 1)
+            if pos > len(data):
+                raise TrackerError(f"blob at byte {start} runs past the end")
+            fields[tag] = data[start:pos]
         else:
             fields[tag], pos = _value(data, pos, depth)
     return fields, pos
@@ -165,8 +196,13 @@ def _value(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
         count, pos = _count(data, pos)
         items = []
         for _ in range(count):
-            item, pos = _value(data, pos, depth + 1)
-            items.append(item)
+            if data[pos] == _VINT and data[pos + 1] < 0x80:  # unit positions: long runs of small ints
+                byte = data[pos + 1]
+                items.append(-(byte >> 1) if byte & 1 else byte >> 1)
+                pos += 2
+            else:
+                item, pos = _value(data, pos, depth + 1)
+                items.append(item)
         return items, pos
     if kind == _OPTIONAL:
         return (None, pos + 1) if data[pos] == 0 else _value(data, pos + 1, depth + 1)
@@ -185,8 +221,8 @@ def _fixed(data: bytes, pos: int, kind: int) -> tuple[Any, int]:
     elif kind == _U64:
         width = 8
     elif kind == _BITARRAY:
-        bits, pos = _count(data, pos)
-        if bits % 8:
+        bits, pos = _vint(data, pos)
+        if bits < 0 or bits % 8:
             # sc2reader leaves the stream mid-byte after such an array and misreads what follows.
             raise TrackerError(f"bit array of {bits} bits at byte {pos} is not byte aligned")
         width = bits // 8
@@ -214,7 +250,10 @@ def decode_events(data: bytes) -> list[Event]:
             delta, pos = _vint(data, pos + 3)
             if data[pos] != _VINT:
                 raise TrackerError(f"no event id at byte {pos}")
-            event_id, pos = _vint(data, pos + 1)
+            if data[pos + 1] >= 0x80 or data[pos + 1] & 1:
+                raise TrackerError(f"unknown tracker event id at byte {pos + 1}")  # ids are 0-9: one byte
+            event_id = data[pos + 1] >> 1
+            pos += 2
             if data[pos] != _STRUCT:
                 raise TrackerError(f"event at byte {pos} is not a struct")
             fields, pos = _struct(data, pos + 1, 1)
@@ -228,7 +267,7 @@ def decode_events(data: bytes) -> list[Event]:
 def datapack_mask(expansion: str, build: int) -> int:
     """Return the KNOWN bit of the datapack sc2reader uses for this replay, or 0 when it has none."""
     for rule_expansion, first, after, key in _DATAPACK_RULES:
-        if rule_expansion == expansion and first <= build and (after is None or build < after):
+        if rule_expansion == expansion and (first is None or first <= build) and (after is None or build < after):
             return 1 << DATAPACKS.index(key)
     return 0
 
@@ -398,8 +437,10 @@ def stats_records(
         events = decode_events(data)
         player_stats: list[PlayerStatsRow] = []
         upgrades: list[dict[str, Any]] = []
+        ordered, last_loop = True, 0
         for loop, event_id, fields in events:
             _check_event(event_id, fields, build)
+            ordered, last_loop = ordered and loop >= last_loop, loop
             if event_id == _PLAYER_STATS:
                 player_stats.append(_stats_row(loop, fields, build, per_second))
             elif event_id == _UPGRADE:
@@ -409,7 +450,7 @@ def stats_records(
         if _rewritten_by_gameheart(events, expansion):
             raise TrackerUnsupported("GameHeart replay: sc2reader rewrites its players and game loops")
         # sc2reader's engine visits events sorted by loop; a stable sort keeps stream order within one.
-        if any(events[i][0] > events[i + 1][0] for i in range(len(events) - 1)):
+        if not ordered:
             events = sorted(events, key=lambda event: event[0])
         known = datapack_mask(expansion, build)
         units = _unit_records(events, known, player_pids, observer_pids)
