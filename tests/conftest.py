@@ -16,12 +16,15 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from replay_cli.synth import write_corpus
+from replay_cli.synth import GameDescription, describe_game, write_corpus
+from replay_cli.synth.build import BASE_BUILD, GAME_LOOPS_PER_SECOND, RELEASE_STRING
+from replay_cli.synth.catalogue import SAMPLES_COUNT, SAMPLES_SEED, sample_file_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Test workers unpickle helpers such as tests.faults.fault_parse by reference, and the fork server
@@ -229,12 +232,38 @@ def synth_games(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return write_corpus(tmp_path_factory.mktemp("synth"), SYNTH_GAMES, SYNTH_SEED, workers=1)
 
 
+def _manifest_row(path: Path, desc: GameDescription) -> ManifestRow:
+    """What MANIFEST.tsv would say about a synthetic game, from the description it was written from."""
+    team_sizes: dict[int, int] = {}
+    for player in desc.players:
+        team_sizes[player.team] = team_sizes.get(player.team, 0) + 1
+    ended = desc.start_time + timedelta(seconds=desc.duration_loops / GAME_LOOPS_PER_SECOND)
+    return ManifestRow(path, {
+        "source": "synthetic", "path": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sc2reader2_status": "ok", "sc2reader4_status": "ok", "map_name": desc.map_name,
+        "release": RELEASE_STRING, "base_build": str(BASE_BUILD), "category": desc.game_mode,
+        "date": ended.date().isoformat(), "players": str(len(desc.players)), "observers": str(len(desc.observers)),
+        "game_type": "v".join(str(team_sizes[team]) for team in sorted(team_sizes)),
+        "ai_players": str(sum(player.is_ai for player in desc.players)),
+    })
+
+
 @pytest.fixture(scope="session")
-def replay_files(request: pytest.FixtureRequest) -> list[Path]:
-    """Many replays to parse: every corpus file in manifest order, else the samples and synthetic games."""
+def replay_manifest(request: pytest.FixtureRequest) -> list[ManifestRow]:
+    """MANIFEST.tsv rows of the corpus, else rows for the samples and synthetic games, made from their descriptions."""
     if _corpus_or_none() is not None:
-        return [row.path for row in request.getfixturevalue("manifest")]
-    return [*sample_games(), *request.getfixturevalue("synth_games")]
+        return request.getfixturevalue("manifest")
+    rows = [_manifest_row(SAMPLES_DIR / sample_file_name(index), describe_game(SAMPLES_SEED, index))
+            for index in range(SAMPLES_COUNT)]
+    rows += [_manifest_row(path, describe_game(SYNTH_SEED, index))
+             for index, path in enumerate(request.getfixturevalue("synth_games"))]
+    return rows
+
+
+@pytest.fixture(scope="session")
+def replay_files(replay_manifest: list[ManifestRow]) -> list[Path]:
+    """Many replays to parse: every corpus file in manifest order, else the samples and synthetic games."""
+    return [row.path for row in replay_manifest]
 
 
 @pytest.fixture(scope="session")

@@ -37,9 +37,9 @@ def assert_complete_unless_stripped(result, path, depth):
 
 
 @pytest.fixture(scope="module")
-def stats_results(manifest):
-    """Every corpus replay parsed once at the default depth (stats)."""
-    return {row.path: parse_file(str(row.path), "stats") for row in manifest}
+def stats_results(replay_manifest):
+    """Every corpus replay (or sample and synthetic game) parsed once at the default depth (stats)."""
+    return {row.path: parse_file(str(row.path), "stats") for row in replay_manifest}
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +47,8 @@ def validator():
     return jsonschema.Draft202012Validator(json.loads(shipped_schema_text()))
 
 
-def test_summary_depth_classifies_every_corpus_file(manifest):
-    for row in manifest:
+def test_summary_depth_classifies_every_corpus_file(replay_manifest):
+    for row in replay_manifest:
         result = parse_file(str(row.path), "summary")
         if row.path.name == HEADER_ONLY:
             assert result["status"] == "failed"
@@ -70,8 +70,8 @@ def test_summary_depth_classifies_every_corpus_file(manifest):
         assert replay["observer_count"] == int(row["observers"])
 
 
-def test_stats_depth_matches_manifest(manifest, stats_results):
-    for row in manifest:
+def test_stats_depth_matches_manifest(replay_manifest, stats_results):
+    for row in replay_manifest:
         result = stats_results[row.path]
         if row.path.name == HEADER_ONLY:
             assert result["status"] == "failed"
@@ -119,8 +119,9 @@ def test_core_fields_agree_across_depths_for_in_game_lobbies(manifest):
         assert core["summary"][:2] == ("1v1", 2)
 
 
-def test_full_depth_on_a_bounded_subset(manifest):
-    subset = [row for row in manifest[::40]] + [row for row in manifest if row.path.name in STATS_PARTIAL]
+def test_full_depth_on_a_bounded_subset(replay_manifest):
+    subset = [row for row in replay_manifest[::40]] + [row for row in replay_manifest
+                                                       if row.path.name in STATS_PARTIAL]
     for row in subset:
         result = parse_file(str(row.path), "full")
         if row.path.name in STATS_PARTIAL:
@@ -133,9 +134,9 @@ def test_full_depth_on_a_bounded_subset(manifest):
         assert all(p["apm_computed"] is not None and p["seconds_played"] for p in humans)
 
 
-def test_real_outputs_validate_against_the_shipped_schema(stats_results, validator, replay):
+def test_real_outputs_validate_against_the_shipped_schema(stats_results, validator, game):
     samples = list(stats_results.values())[::10]
-    samples.append(parse_file(str(replay("tests/replays/1v1.SC2Replay")), "full"))
+    samples.append(parse_file(str(game("tests/replays/1v1.SC2Replay")), "full"))
     samples.append(parse_file("/nonexistent/x.SC2Replay"))
     for result in samples:
         errors = list(validator.iter_errors(json.loads(json.dumps(result))))
@@ -228,8 +229,8 @@ def test_observer_chat_is_joined_on_uid_not_pid(replay):
     assert gg["real_s"] == pytest.approx(gg["game_loop"] / 22.4, abs=0.001)
 
 
-def test_result_round_trips_through_pickle_and_json(replay):
-    result = parse_file(str(replay("tests/replays/1v1.SC2Replay")), "stats")
+def test_result_round_trips_through_pickle_and_json(game):
+    result = parse_file(str(game("tests/replays/1v1.SC2Replay")), "stats")
     assert pickle.loads(pickle.dumps(result)) == result
     assert json.loads(json.dumps(result)) == result
 
@@ -239,8 +240,8 @@ def _parse_in_child(path: str) -> dict:
 
 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
-def test_parse_file_runs_in_a_fresh_process(replay, method):
-    path = str(replay("tests/replays/1v1.SC2Replay"))
+def test_parse_file_runs_in_a_fresh_process(game, method):
+    path = str(game("tests/replays/1v1.SC2Replay"))
     with multiprocessing.get_context(method).Pool(1) as pool:
         child = pool.apply(parse_file, (path, "summary"))
     here = parse_file(path, "summary")
@@ -264,8 +265,8 @@ def test_garbage_bytes_come_back_classified(data, kind, stage):
     assert "\n" not in result["error"]["message"]
 
 
-def test_truncated_real_replay_is_a_parse_error(replay):
-    data = replay("tests/replays/1v1.SC2Replay").read_bytes()
+def test_truncated_real_replay_is_a_parse_error(game):
+    data = game("tests/replays/1v1.SC2Replay").read_bytes()
     result = parse_replay(data[: len(data) // 2], "stats")
     assert result["status"] == "failed" and result["error"]["kind"] == "parse_error"
 
