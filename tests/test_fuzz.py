@@ -33,15 +33,8 @@ from replay_cli.result import ERROR_KINDS
 from replay_cli.synth import describe_game, write_replay
 from replay_cli.synth.catalogue import SCENARIOS
 from replay_cli.synth.game import replay_members
-from replay_cli.synth.mutate import (
-    GAME_EVENTS,
-    TRACKER_EVENTS,
-    ArchiveError,
-    Mutant,
-    SeedReplay,
-    mutant_at,
-    read_archive,
-)
+from replay_cli.synth.mutate import Mutant, SeedReplay, mutant_at
+from replay_cli.synth.reader import GAME_EVENTS, TRACKER_EVENTS, ArchiveError, read_archive
 from tests.conftest import ReplayCli, replays_dir, sample_games
 from tests.processes import alive, descendants
 
