@@ -161,7 +161,7 @@ def replay_row(replay: Any, sha256: str, meta: dict[str, Any], depth: str) -> Re
         "utc_offset_hours": getattr(replay, "time_zone", None),
         "duration_s": real_seconds(replay.frames, per_second),
         "game_loops": replay.frames,
-        "game_speed": replay.speed or None,
+        "game_speed": replay.speed if isinstance(replay.speed, str) and replay.speed else None,
         "release": replay.release_string,
         "build": replay.build,
         "base_build": replay.base_build,
@@ -229,9 +229,9 @@ def player_rows(replay: Any, meta: dict[str, Any]) -> list[PlayerRow]:
                 "mmr_lobby": _positive_or_none(getattr(entity, "mmr", None)),
                 "mmr_meta": None if mmr_meta_raw == MMR_UNKNOWN_META else _positive_or_none(mmr_meta_raw),
                 "mmr_meta_raw": mmr_meta_raw,
-                # The AI's "APM" in the metadata is always 0: meaningless, so None. The number is
-                # kept as written (an int may exceed the float range): bounds.py makes it fit.
-                "apm_blizzard": apm if isinstance(apm, (int, float)) and is_human and not is_observer else None,
+                # Blizzard's figure for every player, AIs included, and 0 is a value; kept as written
+                # (an int may exceed the float range): bounds.py makes it fit its column.
+                "apm_blizzard": apm if isinstance(apm, (int, float)) and not isinstance(apm, bool) else None,
                 "apm_computed": None,
                 "seconds_played": None,
                 "commander": getattr(entity, "commander", None) or None,
@@ -249,6 +249,34 @@ def player_rows(replay: Any, meta: dict[str, Any]) -> list[PlayerRow]:
             }
         )
     return rows
+
+
+# Player fields whose cleaned value (None) can hide a source value: field -> the sc2reader attribute.
+CLEANED_PLAYER_FIELDS = {
+    "region_id": "region_id", "subregion": "subregion", "toon_id": "toon_id", "handicap": "handicap",
+    "highest_league": "highest_league", "combined_race_levels": "combined_race_levels", "mmr_lobby": "mmr",
+}
+
+
+def cleaned_values(replay: Any, replay_fields: dict[str, Any], players: list[PlayerRow],
+                   meta: dict[str, Any]) -> dict[str, str]:
+    """Return, as text, each source value that a cleaning rule turned into None ("table[i].field" -> raw).
+
+    The rows keep None, which is what the value means ("unknown", "no league"); this keeps what the
+    source wrote beside it, so no rule silently replaces a source value.
+    """
+    cleaned: dict[str, str] = {}
+    init = (getattr(replay, "raw_data", {}).get("replay.initData") or {}).get("game_description") or {}
+    for field, raw in (("random_seed", init.get("random_value")), ("meta_duration_game_s", meta.get("Duration"))):
+        if replay_fields.get(field) is None and raw is not None:
+            cleaned[f"replay.{field}"] = repr(raw)
+    entities = sorted(replay.players, key=lambda p: p.pid) + list(replay.observers)
+    for index, (row, entity) in enumerate(zip(players, entities)):
+        for field, attribute in CLEANED_PLAYER_FIELDS.items():
+            raw = getattr(entity, attribute, None)
+            if row[field] is None and raw is not None:  # type: ignore[literal-required]
+                cleaned[f"players[{index}].{field}"] = repr(raw)
+    return cleaned
 
 
 def _channel(message: Any) -> str:

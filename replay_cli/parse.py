@@ -15,6 +15,8 @@ import hashlib
 import io
 import logging
 import time
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,7 @@ from replay_cli.derive import apply_benchmarks
 from replay_cli.extract import (
     build_order_rows,
     chat_rows,
+    cleaned_values,
     loops_per_real_second,
     player_rows,
     player_stats_rows,
@@ -34,11 +37,21 @@ from replay_cli.extract import (
     upgrade_records,
 )
 from replay_cli.failures import exception_line, failed_result
-from replay_cli.quality import REASON_LOBBY_UNVERIFIED, TRACKER_FIRST_BUILD, completeness_reasons, quality_block
+from replay_cli.quality import (
+    REASON_LOBBY_UNVERIFIED,
+    REASON_NO_CACHE_HANDLES,
+    TRACKER_FIRST_BUILD,
+    Assessment,
+    Sc2readerNotes,
+    assess,
+    is_incomplete,
+    quality_block,
+)
 from replay_cli.readfile import read_replay_file
 from replay_cli.result import (
     DEFAULT_DEPTH,
     DEPTHS,
+    INCOMPLETE_REASONS,
     SCHEMA_VERSION,
     STATUS_OK,
     STATUS_PARTIAL,
@@ -127,10 +140,59 @@ def _parser_versions() -> dict[str, str]:
     return {"replaycli": __version__, "sc2reader": str(version)}
 
 
+@dataclass(frozen=True)
+class _StandInHandle:
+    """Stands in for a depot handle in a replay that names none: no region, and no hash but a mod's."""
+
+    hash: str | None
+    server: str = ""
+
+
+# sc2reader tells the expansion from the standard mods a replay depends on. A replay that names no
+# mods at all (SC2 API and bot games) and comes from 3.0 (build 34784) or later can only be LotV.
+LOTV_FIRST_BUILD = 34784
+LOTV_MOD_HASH = hashlib.sha256(b"Standard Data: Void.SC2Mod").hexdigest()
+
+
+def _stand_in_handles(build: int) -> list[_StandInHandle]:
+    """The mod handle the build implies (if any), then a map handle without a hash."""
+    mods = [_StandInHandle(LOTV_MOD_HASH)] if build >= LOTV_FIRST_BUILD else []
+    return [*mods, _StandInHandle(None)]
+
+
+@functools.cache
+def _tolerant_replay_class() -> Any:
+    """sc2reader's Replay, able to read replays that name no map or mods (SC2 API and bot games).
+
+    sc2reader indexes the first cache handle unguarded, so such a replay fails with IndexError.
+    This subclass gives it stand-in handles (no region, no map hash, the expansion its build
+    implies) and says so in `recovered`. It changes nothing global: other replays parsed in the
+    same worker see sc2reader as it is.
+    """
+    base = _sc2reader().resources.Replay
+
+    class TolerantReplay(base):  # type: ignore[misc, valid-type]
+        recovered: list[str]
+
+        def load_details(self) -> None:
+            self.recovered = []
+            for name in ("replay.details", "replay.details.backup"):
+                details = self.raw_data.get(name)
+                if details is not None and not details.get("cache_handles"):
+                    details["cache_handles"] = _stand_in_handles(self.build or 0)
+                    self.recovered = [REASON_NO_CACHE_HANDLES]
+            super().load_details()
+
+    # sc2reader names each instance's logger after its class's module: keep it under "sc2reader",
+    # where its messages are counted (and never printed) like those of the class it extends.
+    TolerantReplay.__module__ = base.__module__
+    return TolerantReplay
+
+
 def _read(data: bytes, level: int, engine: Any) -> Any:
     """Load the replay at an sc2reader level; its stray prints never reach our stdout."""
     with contextlib.redirect_stdout(io.StringIO()):
-        replay = _sc2reader().resources.Replay(io.BytesIO(data), load_level=level, engine=engine, debug=False)
+        replay = _tolerant_replay_class()(io.BytesIO(data), load_level=level, engine=engine, debug=False)
     if not replay.players or not replay.frames:
         raise _InvalidReplay(f"sc2reader found {len(replay.players)} players and {replay.frames} game loops: not a game")
     return replay
@@ -146,20 +208,41 @@ def _may_be_in_game_lobby(replay: Any) -> bool:
         replay.real_type != replay.game_type)
 
 
-def _load(data: bytes, depth: str) -> tuple[Any, list[str]]:
-    """Load the replay at a depth; return it with any reason its core fields could not be checked.
+@contextlib.contextmanager
+def _sc2reader_notes() -> Iterator[Sc2readerNotes]:
+    """Count what sc2reader logs while it decodes (unknown units, attributes...), instead of discarding it."""
+    logger = logging.getLogger("sc2reader")
+    notes = Sc2readerNotes()
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(notes)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # counted here, never printed
+    try:
+        yield notes
+    finally:
+        logger.removeHandler(notes)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def _load(data: bytes, depth: str) -> tuple[Any, list[str], Counter[str]]:
+    """Load the replay at a depth; return it, the reasons its core fields may be incomplete, and
+    what sc2reader met but did not know.
 
     sc2reader tells an in-game lobby's real players from its observers only from the first tracker
     events, which `summary` does not read. For the few replays that may be such games, summary
     reads them too, so players, observers, game type and winner are the same at every depth.
     """
-    replay = _read(data, LOAD_LEVEL_BY_DEPTH[depth], _engine(depth))
+    with _sc2reader_notes() as notes:
+        replay = _read(data, LOAD_LEVEL_BY_DEPTH[depth], _engine(depth))
+    reasons = list(replay.recovered)
     if depth != "summary" or not _may_be_in_game_lobby(replay):
-        return replay, []
+        return replay, reasons, notes.counts
     try:
-        return _read(data, TRACKER_LOAD_LEVEL, _engine(LOBBY_CHECK)), []
+        with _sc2reader_notes() as notes:
+            return _read(data, TRACKER_LOAD_LEVEL, _engine(LOBBY_CHECK)), reasons, notes.counts
     except Exception:  # worker boundary: the unchecked summary is still a summary, flagged as such
-        return replay, [REASON_LOBBY_UNVERIFIED]
+        return replay, [*reasons, REASON_LOBBY_UNVERIFIED], notes.counts
 
 
 def _header_release(data: bytes) -> str | None:
@@ -176,19 +259,22 @@ def _header_release(data: bytes) -> str | None:
         return None
 
 
-def _extract(replay: Any, sha256: str, depth: str) -> tuple[dict[str, Any], str]:
-    """Extract every row the depth provides, and whether the game metadata could be read."""
+def _extract(replay: Any, sha256: str, depth: str) -> tuple[dict[str, Any], str, dict[str, str]]:
+    """Extract every row the depth provides; also whether the game metadata could be read, and the
+    source values that cleaning rules read as unknown."""
     meta, metadata_state = read_gamemetadata(replay)
     players = player_rows(replay, meta)
+    replay_fields = replay_row(replay, sha256, meta, depth)
     rows: dict[str, Any] = {
-        "replay": replay_row(replay, sha256, meta, depth),
+        "replay": replay_fields,
         "players": players,
         "chat": chat_rows(replay),
         "build_order": [],
         "player_stats": [],
     }
+    sentinels = cleaned_values(replay, dict(replay_fields), players, meta)
     if depth == "summary":
-        return rows, metadata_state
+        return rows, metadata_state, sentinels
     per_second = loops_per_real_second(replay)
     units = unit_records(replay)
     rows["player_stats"] = player_stats_rows(replay)
@@ -196,7 +282,7 @@ def _extract(replay: Any, sha256: str, depth: str) -> tuple[dict[str, Any], str]
     apply_benchmarks(players, rows["player_stats"], units, replay.frames, per_second)
     if depth == "full":
         _apply_full(replay, players, per_second)
-    return rows, metadata_state
+    return rows, metadata_state, sentinels
 
 
 def _apply_full(replay: Any, players: list[Any], per_second: float) -> None:
@@ -222,7 +308,7 @@ class _Attempts:
 
     rows: dict[str, Any] | None = None
     reached: str | None = None
-    reasons: list[str] = field(default_factory=list)  # why the rows that were reached are incomplete
+    assessment: Assessment = field(default_factory=Assessment)  # of the rows that were reached
     error: ErrorInfo | None = None  # the failure of the requested depth, or of every depth
 
 
@@ -231,22 +317,24 @@ def _parse_deepest(data: bytes, sha256: str, depth: str) -> _Attempts:
     attempts = _Attempts()
     for attempt in reversed(DEPTHS[: DEPTHS.index(depth) + 1]):
         try:
-            replay, notes = _load(data, attempt)
-            attempts.rows, metadata_state = _extract(replay, sha256, attempt)
-            attempts.reasons = notes + completeness_reasons(replay, attempts.rows, attempt, metadata_state)
-            attempts.reached = attempt
-            return attempts
+            replay, load_reasons, notes = _load(data, attempt)
+            rows, metadata_state, sentinels = _extract(replay, sha256, attempt)
+            assessment = assess(replay, rows, attempt, metadata_state, load_reasons, notes, sentinels)
         except Exception as exc:  # worker boundary: one bad replay must never end a batch
             error = _classify(exc, attempt)
             if error["kind"] in FINAL_ERROR_KINDS or error["stage"] in ("archive", "validate"):
                 attempts.error = error
                 return attempts
             attempts.error = attempts.error or error
+            continue
+        attempts.rows, attempts.reached, attempts.assessment = rows, attempt, assessment
+        return attempts
     return attempts
 
 
 def _incomplete_error(quality: Quality, stage: str, release: str | None) -> ErrorInfo:
-    return {"kind": "incomplete", "type": "Incomplete", "message": "incomplete: " + ", ".join(quality["reasons"]),
+    missing = [reason for reason in quality["reasons"] if reason in INCOMPLETE_REASONS]
+    return {"kind": "incomplete", "type": "Incomplete", "message": "incomplete: " + ", ".join(missing),
             "stage": stage, "release": release}
 
 
@@ -275,11 +363,11 @@ def parse_replay(data: bytes, depth: Depth | str = DEFAULT_DEPTH, *, source: str
         result["parser"] = _parser_versions()
         return result
     rows, error = attempts.rows, attempts.error
-    quality = quality_block(attempts.reasons, fit_result_rows(rows))
+    quality = quality_block(attempts.assessment, fit_result_rows(rows))
     release = rows["replay"]["release"]
     if error is not None:
         error["release"] = release
-    elif quality["degraded"]:
+    elif is_incomplete(quality):
         error = _incomplete_error(quality, attempts.reached or depth, release)
     return {
         "schema_version": SCHEMA_VERSION,

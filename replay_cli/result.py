@@ -49,7 +49,20 @@ QUALITY_REASONS: dict[str, str] = {
     "metadata_missing": "the build writes replay.gamemetadata.json, but the replay has none: no MMR or APM",
     "metadata_unreadable": "replay.gamemetadata.json could not be read or decoded: no MMR or APM",
     "lobby_unverified": "an in-game lobby (GameHeart) could not be checked: players and observers may be mixed",
+    "no_cache_handles": "the replay names no map or mods (SC2 API and bot replays): region and map hash unknown",
+    "no_game_speed": "the lobby recorded no game speed (editor games): Faster was assumed for real seconds",
+    # The reasons below flag a result without making it partial: every field is filled, some may be wrong.
+    "datapack_gap": "the replay is newer than sc2reader's balance data: unit and ability names may be wrong",
+    "no_balance_data": "sc2reader has no balance data for this build: unit and ability names are unknown",
+    "unknown_unit_types": "players' units of types the balance data does not know (arcade, co-op, new patches)",
+    "unknown_abilities": "commands of abilities the balance data does not know (full depth)",
+    "unknown_attributes": "lobby settings whose value sc2reader does not know (race, difficulty...)",
 }
+# Reasons that leave a result incomplete: it is stored as `partial`, with the kind `incomplete`.
+INCOMPLETE_REASONS = frozenset({
+    "value_out_of_range", "text_truncated", "row_dropped", "unnamed_players", "no_tracker_events",
+    "metadata_missing", "metadata_unreadable", "lobby_unverified", "no_cache_handles", "no_game_speed",
+})
 
 # Where a failure happened, shallow to deep.
 Stage = Literal["read", "archive", "summary", "validate", "stats", "full", "store"]
@@ -183,6 +196,14 @@ class Quality(TypedDict):
     degraded: bool  # true when any reason applies: the row is not to be trusted as it stands
     reasons: list[str]  # keys of QUALITY_REASONS, sorted
     raw_values: dict[str, str]  # "table[index].field" -> the source value a bound replaced, as text
+    sentinels: dict[str, str]  # "table[index].field" -> a source value a cleaning rule read as unknown
+    replay_build: int | None  # the build in the replay's header
+    data_build: str | None  # the build of the balance data sc2reader decoded it with; None: none
+    # What sc2reader met and did not know: attributes (ids, harmless), attribute_values, unit_types
+    # (players' units; stats and full), abilities (full)
+    unknown: dict[str, int]
+    members: dict[str, bool]  # whether the optional members were present: tracker_events, game_metadata
+    resumed: bool | None  # resumed from a replay (HijackReplayGameEvent); known at full depth only
 
 
 class Result(TypedDict):

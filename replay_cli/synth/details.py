@@ -57,17 +57,26 @@ def end_time_windows_ticks(desc: GameDescription) -> int:
     return (end_unix + build.WINDOWS_EPOCH_OFFSET_SECONDS) * build.WINDOWS_TICKS_PER_SECOND
 
 
-def encode_header(desc: GameDescription) -> bytes:
-    """The replay header struct stored in the MPQ user-data block."""
-    major, minor, revision = build.RELEASE
+def encode_header(
+    desc: GameDescription,
+    release: tuple[int, int, int] = build.RELEASE,
+    build_number: int = build.BUILD,
+    base_build: int = build.BASE_BUILD,
+) -> bytes:
+    """The replay header struct stored in the MPQ user-data block.
+
+    The version can be set to another release's, to make a replay of a patch the parser has no
+    data for; the members stay in this build's format.
+    """
+    major, minor, revision = release
     version = v_struct(
         {
             0: v_int(build.VERSION_FLAGS),
             1: v_int(major),
             2: v_int(minor),
             3: v_int(revision),
-            4: v_int(build.BUILD),
-            5: v_int(build.BASE_BUILD),
+            4: v_int(build_number),
+            5: v_int(base_build),
         }
     )
     return v_struct(
@@ -78,7 +87,7 @@ def encode_header(desc: GameDescription) -> bytes:
             3: v_int(desc.duration_loops),
             4: v_bool(True),  # use scaled time
             5: v_struct({1: v_blob(build.DATA_VERSION)}),
-            6: v_int(build.BASE_BUILD),
+            6: v_int(base_build),
             7: v_struct({1: v_blob(NO_HASH)}),
             8: v_bool(False),
         }
@@ -123,8 +132,12 @@ def _encode_details_player(player: PlayerDescription, slot_id: int) -> bytes:
     )
 
 
-def encode_details(desc: GameDescription) -> bytes:
-    """The ``replay.details`` struct (players, map, time, dependencies)."""
+def encode_details(desc: GameDescription, with_cache_handles: bool = True) -> bytes:
+    """The ``replay.details`` struct (players, map, time, dependencies).
+
+    Replays written through the SC2 API (bot games) name no map or mods: ``with_cache_handles=False``
+    writes one like them.
+    """
     players = [_encode_details_player(p, slot) for slot, p in enumerate(desc.players)]
     utc_offset_ticks = round(desc.utc_offset_hours * build.TICKS_PER_HOUR)
     return v_struct(
@@ -139,7 +152,7 @@ def encode_details(desc: GameDescription) -> bytes:
             7: v_blob(b""),
             8: v_blob(b""),
             9: v_blob(b""),
-            10: v_optional(v_array(v_blob(h) for h in cache_handles(desc))),
+            10: v_optional(v_array(v_blob(h) for h in (cache_handles(desc) if with_cache_handles else []))),
             11: v_bool(False),
             12: v_int(build.GAME_SPEED_FASTER),
             13: v_int(build.DEFAULT_DIFFICULTY),
