@@ -31,6 +31,8 @@ _MAX_VINT_SHIFT = 6 + 7 * 9
 _MAX_DEPTH = 16  # tracker events nest three levels deep; garbage must not exhaust the stack
 _LOOP_WRAP = 1 << 32  # sc2reader keeps the low 32 bits of the accumulated game loop
 _UNIT_INDEX_SHIFT = 18  # a unit tag is index << 18 | recycle
+# The value of every one-byte varint (bit 0 is the sign, bits 1-6 the magnitude), by byte.
+_ONE_BYTE_VINTS = tuple(-(byte >> 1) if byte & 1 else byte >> 1 for byte in range(0x80))
 
 # Event ids (the same in every protocol version that has tracker events).
 _PLAYER_STATS, _UNIT_BORN, _UNIT_DIED, _OWNER_CHANGE, _TYPE_CHANGE = range(5)
@@ -131,11 +133,13 @@ def _count(data: bytes, pos: int) -> tuple[int, int]:
 def _struct(data: bytes, pos: int, depth: int) -> tuple[dict[int, Any], int]:
     """Read a struct body: (tag, value) pairs.
 
-    Tags, integers and short blobs, nearly every field of every event, are read inline: a call
-    per field would cost more than the decoding itself.
+    Tags, integers and short blobs, nearly every field of every event, are read inline, and
+    one-byte varints through a table: a call per field would cost more than the decoding itself.
     """
-    if data[pos] < 0x80 and not data[pos] & 1:
-        count = data[pos] >> 1
+    small = _ONE_BYTE_VINTS
+    byte = data[pos]
+    if byte < 0x80 and not byte & 1:
+        count = byte >> 1
         pos += 1
     else:
         count, pos = _count(data, pos)
@@ -143,7 +147,7 @@ def _struct(data: bytes, pos: int, depth: int) -> tuple[dict[int, Any], int]:
     for _ in range(count):
         byte = data[pos]
         if byte < 0x80:
-            tag = -(byte >> 1) if byte & 1 else byte >> 1
+            tag = small[byte]
             pos += 1
         else:
             tag, pos = _vint(data, pos)
@@ -157,17 +161,15 @@ def _struct(data: bytes, pos: int, depth: int) -> tuple[dict[int, Any], int]:
             kind = data[pos]
         if kind == _VINT:
             byte = data[pos + 1]
-            pos += 2
-            value = (byte & 0x7F) >> 1
-            more, shift = byte, 6
-            while more & 0x80:
-                if shift > _MAX_VINT_SHIFT:
-                    raise TrackerError(f"varint longer than 64 bits at byte {pos}")
-                more = data[pos]
-                pos += 1
-                value |= (more & 0x7F) << shift
-                shift += 7
-            fields[tag] = -value if byte & 1 else value
+            if byte < 0x80:
+                fields[tag] = small[byte]
+                pos += 2
+            elif data[pos + 2] < 0x80:  # two bytes: values up to 8191, most of the rest
+                value = (byte & 0x7F) >> 1 | data[pos + 2] << 6
+                fields[tag] = -value if byte & 1 else value
+                pos += 3
+            else:
+                fields[tag], pos = _vint(data, pos + 1)
         elif kind == _BLOB and data[pos + 1] < 0x80 and not data[pos + 1] & 1:
             start = pos + 2
             pos = start + (data[pos + 1] >> 1)
@@ -247,7 +249,11 @@ def decode_events(data: bytes) -> list[Event]:
         while pos < end:
             if data[pos] != _CHOICE or data[pos + 1] not in _DELTA_TAGS or data[pos + 2] != _VINT:
                 raise TrackerError(f"no event header at byte {pos}")
-            delta, pos = _vint(data, pos + 3)
+            if data[pos + 3] < 0x80:  # most events come within 63 loops of the previous one
+                delta = _ONE_BYTE_VINTS[data[pos + 3]]
+                pos += 4
+            else:
+                delta, pos = _vint(data, pos + 3)
             if data[pos] != _VINT:
                 raise TrackerError(f"no event id at byte {pos}")
             if data[pos + 1] >= 0x80 or data[pos + 1] & 1:
@@ -257,6 +263,8 @@ def decode_events(data: bytes) -> list[Event]:
             if data[pos] != _STRUCT:
                 raise TrackerError(f"event at byte {pos} is not a struct")
             fields, pos = _struct(data, pos + 1, 1)
+            if event_id >= len(_FIELD_TAGS):
+                raise TrackerError(f"unknown tracker event id {event_id}")
             loop += delta
             events.append((loop % _LOOP_WRAP, event_id, fields))
     except IndexError as exc:
@@ -312,20 +320,40 @@ def _stats_row(loop: int, fields: dict[int, Any], build: int, per_second: float)
     }
 
 
-def _check_event(event_id: int, fields: dict[int, Any], build: int) -> None:
-    """Refuse an event sc2reader's constructors would fail on: unknown id, missing field, bad positions."""
-    if not 0 <= event_id < len(_FIELD_TAGS):
-        raise TrackerError(f"unknown tracker event id {event_id}")
-    tags = _FIELD_TAGS[event_id]
-    if event_id == _UNIT_DIED and build >= KILLER_UNIT_FIRST_BUILD:
-        tags = _DIED_WITH_KILLER_TAGS
-    if not fields.keys() >= tags:
-        raise TrackerError(f"tracker event {event_id} lacks fields {sorted(tags - fields.keys())}")
-    if event_id == _UNIT_POSITIONS:
-        items = fields[1]
-        if len(items) % 3:
-            raise TrackerError("unit positions do not come in (index, x, y) triples")
-        sum(items[::3], fields[0])  # sc2reader accumulates the unit indexes: all must be integers
+def _check_positions(fields: dict[int, Any]) -> None:
+    """Refuse unit positions sc2reader's constructor would fail on."""
+    items = fields[1]
+    if len(items) % 3:
+        raise TrackerError("unit positions do not come in (index, x, y) triples")
+    sum(items[::3], fields[0])  # sc2reader accumulates the unit indexes: all must be integers
+
+
+def _scan(
+    events: list[Event], build: int, per_second: float
+) -> tuple[list[PlayerStatsRow], list[dict[str, Any]], bool]:
+    """Check every event as sc2reader's constructors would; return stats rows, upgrades, and
+    whether the loops never go back (the engine's sort then changes nothing)."""
+    tags_by_id = list(_FIELD_TAGS)
+    if build >= KILLER_UNIT_FIRST_BUILD:
+        tags_by_id[_UNIT_DIED] = _DIED_WITH_KILLER_TAGS
+    player_stats: list[PlayerStatsRow] = []
+    upgrades: list[dict[str, Any]] = []
+    ordered, last_loop = True, 0
+    for loop, event_id, fields in events:
+        if not fields.keys() >= tags_by_id[event_id]:
+            raise TrackerError(f"tracker event {event_id} lacks fields {sorted(tags_by_id[event_id] - fields.keys())}")
+        if loop < last_loop:
+            ordered = False
+        last_loop = loop
+        if event_id == _PLAYER_STATS:
+            player_stats.append(_stats_row(loop, fields, build, per_second))
+        elif event_id == _UPGRADE:
+            name = fields[1].decode("utf8")
+            if not name.startswith(COSMETIC_UPGRADE_PREFIXES):
+                upgrades.append({"pid": fields[0], "name": name, "loop": loop})
+        elif event_id == _UNIT_POSITIONS:
+            _check_positions(fields)
+    return player_stats, upgrades, ordered
 
 
 class _Unit:
@@ -435,18 +463,7 @@ def stats_records(
     """
     try:
         events = decode_events(data)
-        player_stats: list[PlayerStatsRow] = []
-        upgrades: list[dict[str, Any]] = []
-        ordered, last_loop = True, 0
-        for loop, event_id, fields in events:
-            _check_event(event_id, fields, build)
-            ordered, last_loop = ordered and loop >= last_loop, loop
-            if event_id == _PLAYER_STATS:
-                player_stats.append(_stats_row(loop, fields, build, per_second))
-            elif event_id == _UPGRADE:
-                name = fields[1].decode("utf8")
-                if not name.startswith(COSMETIC_UPGRADE_PREFIXES):
-                    upgrades.append({"pid": fields[0], "name": name, "loop": loop})
+        player_stats, upgrades, ordered = _scan(events, build, per_second)
         if _rewritten_by_gameheart(events, expansion):
             raise TrackerUnsupported("GameHeart replay: sc2reader rewrites its players and game loops")
         # sc2reader's engine visits events sorted by loop; a stable sort keeps stream order within one.
