@@ -21,6 +21,7 @@ from replay_cli.result import BuildOrderRow, ChatRow, PlayerRow, PlayerStatsRow,
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # Longer than any player name, map title or chat line the game lets anyone type.
 MAX_TEXT_CHARS = 4096
+FLOAT_EXACT_INT = 2**53  # an integer a float column holds exactly
 MAX_RAW_CHARS = 100  # a source value kept as evidence is cut to this length
 MAX_RAW_VALUES = 50  # evidence kept per result; the count of problems is always complete
 # Fields without which a child row cannot be stored at all (primary-key parts).
@@ -136,6 +137,33 @@ def fit_row(row: dict[str, Any], kinds: dict[str, str], where: str, problems: Pr
         row[name] = fitted
 
 
+def _row_fits_as_is(row: dict[str, Any], kinds: dict[str, str]) -> bool:
+    """The quick check that passes almost every row; any doubt sends the row to fit_row's careful path.
+
+    One loop with the common cases inlined: a parse at stats depth checks thousands of rows.
+    """
+    for name, kind in kinds.items():
+        value = row.get(name)
+        if value is None:
+            continue
+        value_type = type(value)
+        if value_type is int:
+            if kind == "int" and INT64_MIN <= value <= INT64_MAX:
+                continue
+            if kind == "float" and -FLOAT_EXACT_INT <= value <= FLOAT_EXACT_INT:
+                continue
+        elif value_type is float:
+            if kind == "float" and value - value == 0.0:  # false for inf and nan
+                continue
+        elif value_type is str:
+            if kind == "str" and len(value) <= MAX_TEXT_CHARS and value.isascii():
+                continue
+        elif value_type is bool and kind in ("bool", "int"):
+            continue
+        return False
+    return True
+
+
 def fit_result_rows(rows: dict[str, Any]) -> Problems:
     """Bound every row of a result (replay, players, chat, build_order, player_stats) in place."""
     problems = Problems()
@@ -144,7 +172,8 @@ def fit_result_rows(rows: dict[str, Any]) -> Problems:
     for table in ("players", "chat", "build_order", "player_stats"):
         kinds, keys, kept = FIELD_KINDS[table], ROW_KEYS.get(table, ()), []
         for index, row in enumerate(rows.get(table) or []):
-            fit_row(row, kinds, f"{table}[{index}]", problems)
+            if not _row_fits_as_is(row, kinds):
+                fit_row(row, kinds, f"{table}[{index}]", problems)
             if any(row.get(key) is None for key in keys):
                 problems.note(REASON_ROW_DROPPED, f"{table}[{index}]", {key: row.get(key) for key in keys})
                 continue

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from replay_cli.bounds import Problems
-from replay_cli.extract import METADATA_MISSING, METADATA_UNREADABLE
+from replay_cli.extract import METADATA_MISSING, METADATA_UNREADABLE, UNKNOWN_UNIT_NAME
 from replay_cli.result import INCOMPLETE_REASONS, Quality
 
 # 2.0.8: the first build whose replays carry replay.tracker.events.
@@ -103,18 +103,11 @@ def _data_gap(replay: Any) -> list[str]:
     return ["datapack_gap"] if release is not None and tuple(versions[1:4]) > release else []
 
 
-def _unknown_player_units(replay: Any, depth: str) -> int | None:
-    """Players' units whose type the balance data does not name (they read "Unknown" in build orders).
-
-    Map decoration and other neutral units of unknown types are left out: they reach no row.
-    """
+def _unknown_unit_types(rows: dict[str, Any], depth: str) -> int | None:
+    """Build-order entries whose unit type the balance data does not name (they read "Unknown")."""
     if depth == "summary":
         return None
-    return sum(
-        1 for unit in getattr(replay, "objects", {}).values()
-        if getattr(unit, "owner", None) is not None and hasattr(unit, "type_history")
-        and (not unit.name or any(not kind.name for kind in unit.type_history.values()))
-    )
+    return sum(1 for row in rows["build_order"] if row["name"] == UNKNOWN_UNIT_NAME)
 
 
 def _unknown_abilities(replay: Any, depth: str) -> int | None:
@@ -129,7 +122,7 @@ def assess(replay: Any, rows: dict[str, Any], depth: str, metadata_state: str,
            load_reasons: list[str], notes: Counter[str], sentinels: dict[str, str]) -> Assessment:
     """Judge one extracted replay: incomplete reasons, trust reasons, and the facts behind them."""
     unknown = {kind: notes.get(kind, 0) for kind in ("attributes", "attribute_values")}
-    for kind, count in (("unit_types", _unknown_player_units(replay, depth)),
+    for kind, count in (("unit_types", _unknown_unit_types(rows, depth)),
                         ("abilities", _unknown_abilities(replay, depth))):
         if count is not None:
             unknown[kind] = count

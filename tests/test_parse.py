@@ -25,8 +25,8 @@ NO_TRACKER_EVENTS = "4.1.2.60604/1.SC2Replay"
 UNKNOWN_UNIT_TYPES = (
     "spawningtool/replays/kerrigan.SC2Replay", "lotv_alpha_protoss_test.SC2Replay",
     "lotv_alpha_terran_test.SC2Replay", "lotv_alpha_zerg_test.SC2Replay", "3.1.0/centralprotocol.SC2Replay",
-    "Oblivion Express.SC2Replay", "coop/CoA.SC2Replay", "gameheart/gameheart.SC2Replay",
-    "gameheart/gh_sameteam.SC2Replay", *(f"s2protocol.NET.tests/replays/test{n}.SC2Replay" for n in (1, 2, 5, 6, 7, 8, 9, 10)),
+    "Oblivion Express.SC2Replay", "coop/CoA.SC2Replay",
+    *(f"s2protocol.NET.tests/replays/test{n}.SC2Replay" for n in (1, 2, 5, 6, 7, 8, 9, 10)),
 )
 INCOMPLETE_AT = {"summary": ["unnamed_players"], "stats": ["no_tracker_events", "unnamed_players"]}
 
@@ -40,8 +40,8 @@ def assert_complete_unless_stripped(result, path, depth):
     else:
         assert result["status"] == "ok", (path, result["error"])
         reasons = result["quality"]["reasons"]
-        # Arcade, co-op, LotV-alpha and GameHeart games field units sc2reader's balance data does not
-        # know: flagged from stats depth on (summary reads no units), still ok.
+        # Arcade, co-op and LotV-alpha games build units sc2reader's balance data does not know:
+        # flagged from stats depth on (summary reads no units), still ok.
         unknown_units = depth != "summary" and str(path).endswith(UNKNOWN_UNIT_TYPES)
         assert reasons == (["unknown_unit_types"] if unknown_units else []), (path, reasons)
         assert result["quality"]["degraded"] is bool(reasons)
