@@ -14,6 +14,7 @@ import pytest
 
 from replay_cli.parse import parse_file, parse_replay
 from replay_cli.synth import describe_game, write_replay
+from replay_cli.synth.attributes import encode_attributes
 from replay_cli.synth.details import encode_details, encode_header
 from replay_cli.synth.game import replay_members
 from replay_cli.synth.mpq import build_archive
@@ -34,6 +35,24 @@ def bot_replay(index: int = 1) -> bytes:
     bare = encode_details(desc, with_cache_handles=False)
     members = [(name, bare if name.startswith("replay.details") else data) for name, data in replay_members(desc)]
     return build_archive(members, encode_header(desc), "bzip2")
+
+
+def editor_replay(index: int = 3) -> bytes:
+    """Like a game started from the map editor: the lobby recorded no game speed."""
+    desc = describe_game(SEED, index)
+    attributes = encode_attributes(desc, with_game_speed=False)
+    members = [(name, attributes if name == "replay.attributes.events" else data)
+               for name, data in replay_members(desc)]
+    return build_archive(members, encode_header(desc), "bzip2")
+
+
+@pytest.mark.parametrize("depth", ["summary", "stats"])
+def test_an_editor_replay_without_game_speed_says_what_it_assumed(depth: str) -> None:
+    desc = describe_game(SEED, 3)
+    result = parse_replay(editor_replay(), depth)
+    assert result["status"] == "partial" and result["quality"]["reasons"] == ["no_game_speed"]
+    assert result["replay"]["game_speed"] is None  # sc2reader's stand-in 1.0 is not a speed
+    assert result["replay"]["duration_s"] == round(desc.duration_loops / 22.4, 3)  # Faster, as said
 
 
 @pytest.mark.parametrize("depth", ["summary", "stats", "full"])

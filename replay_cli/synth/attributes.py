@@ -52,11 +52,16 @@ def _value(code: str) -> bytes:
     return code[::-1].encode("ascii").ljust(4, b"\x00")
 
 
-def encode_attributes(desc: GameDescription) -> bytes:
-    """The ``replay.attributes.events`` member."""
+def encode_attributes(desc: GameDescription, with_game_speed: bool = True) -> bytes:
+    """The ``replay.attributes.events`` member.
+
+    Games started from the map editor record no game speed: ``with_game_speed=False`` writes one
+    like them.
+    """
     entries: list[tuple[int, int, str]] = []
     fmt = team_format(desc)
-    entries.append((GLOBAL_SCOPE, ATTR_GAME_SPEED, "Fasr"))
+    if with_game_speed:
+        entries.append((GLOBAL_SCOPE, ATTR_GAME_SPEED, "Fasr"))
     entries.append((GLOBAL_SCOPE, ATTR_GAME_MODE, build.GAME_MODE_CODES[desc.game_mode]))
     entries.append((GLOBAL_SCOPE, ATTR_RULES, "Dflt"))
     entries.append((GLOBAL_SCOPE, ATTR_PREMADE_GAME, "no"))
