@@ -33,7 +33,7 @@ from replay_cli.result import ERROR_KINDS
 from replay_cli.synth import describe_game, write_replay
 from replay_cli.synth.catalogue import SCENARIOS
 from replay_cli.synth.game import replay_members
-from replay_cli.synth.mutate import Mutant, SeedReplay, mutant_at
+from replay_cli.synth.mutate import HEADER, MEMBER_FAMILIES, MUTATION_KINDS, Mutant, SeedReplay, mutant_at
 from replay_cli.synth.reader import GAME_EVENTS, TRACKER_EVENTS, ArchiveError, read_archive
 from tests.conftest import ReplayCli, replays_dir, sample_games
 from tests.processes import alive, descendants
@@ -53,6 +53,8 @@ FILE_TIMEOUT_S = 5
 RUN_DEADLINE_S = 600  # far beyond a healthy run: only a wedged CLI reaches it
 CHILDREN_GONE_S = 2.0  # the same budget Ctrl-C has to stop the pool
 SAMPLE_INTERVAL_S = 0.05
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+FAMILY_CHECK_COUNT = 600  # enough for the rarest family to turn up many times
 DEPTHS = ("summary", "stats", "full")
 # sc2reader reads game events only at full depth and tracker events from stats on: a mutant of one of
 # those members goes to the run that reads it, the others alternate between summary and stats.
@@ -128,18 +130,33 @@ def write_inputs(root: Path) -> Inputs:
 @dataclass
 class IngestRun:
     depth: str
+    pid: int
     exit_code: int
     stdout: str
     stderr: str
     seconds: float
     children: set[int]
     left_behind: set[int]
+    cpu_seconds: dict[int, float]  # pid -> CPU time at its last sample: the CLI's own and its workers'
 
 
-def _watch(pid: int, seen: set[int], stop: threading.Event) -> None:
+def _cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of a live process, None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _watch(pid: int, seen: set[int], cpu: dict[int, float], stop: threading.Event) -> None:
     """Record every process below the CLI while it runs (pool workers are replaced as they go)."""
     while not stop.is_set():
         seen.update(descendants(pid))
+        for process in (pid, *seen):
+            used = _cpu_seconds(process)
+            if used is not None:
+                cpu[process] = used
         time.sleep(SAMPLE_INTERVAL_S)
 
 
@@ -151,8 +168,9 @@ def run_ingest(replaycli: ReplayCli, folder: Path, db: Path, depth: str, logs: P
         proc = replaycli.start("ingest", str(folder), "--db", str(db), "--workers", "2", "--depth", depth,
                                "--timeout", str(FILE_TIMEOUT_S), "--json", "--quiet", stdout=stdout, stderr=stderr)
     children: set[int] = set()
+    cpu: dict[int, float] = {}
     stop = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(proc.pid, children, stop), daemon=True)
+    watcher = threading.Thread(target=_watch, args=(proc.pid, children, cpu, stop), daemon=True)
     watcher.start()
     try:
         code = proc.wait(RUN_DEADLINE_S)
@@ -169,8 +187,8 @@ def run_ingest(replaycli: ReplayCli, folder: Path, db: Path, depth: str, logs: P
     left = {pid for pid in children if alive(pid)}
     for pid in list(left):
         left |= descendants(pid)
-    return IngestRun(depth, code, out.read_text("utf-8", "replace"), err.read_text("utf-8", "replace"),
-                     seconds, children, left)
+    return IngestRun(depth, proc.pid, code, out.read_text("utf-8", "replace"), err.read_text("utf-8", "replace"),
+                     seconds, children, left, cpu)
 
 
 def _describe_paths(inputs: Inputs, paths: list[str], limit: int = 5) -> str:
@@ -284,20 +302,24 @@ def check_healthy(db: Path, inputs: Inputs, statuses: Statuses) -> list[str]:
     return problems
 
 
-def report(inputs: Inputs, statuses: Statuses, runs: list[IngestRun],
-           build_s: float, total_s: float) -> None:
-    """Print the seed, the inputs per mutation kind with their outcomes, and the timings."""
+def report(inputs: Inputs, statuses: Statuses, runs: list[IngestRun], build_s: float, total_s: float) -> str:
+    """The seed, the inputs per mutation kind with their outcomes, and the timings, as printable lines."""
     by_kind: dict[str, Counter[str]] = {}
     for path, (_index, mutant) in inputs.mutants.items():
         by_kind.setdefault(mutant.kind, Counter())[statuses.get(path, ("missing",))[0]] += 1
-    print(f"\n[fuzz] seed {FUZZ_SEED}: {len(inputs.mutants)} mutants + {len(inputs.healthy)} healthy replays; "
-          f"manifest {inputs.manifest}")
+    lines = [f"[fuzz] seed {FUZZ_SEED}: {len(inputs.mutants)} mutants + {len(inputs.healthy)} healthy replays; "
+             f"manifest {inputs.manifest}"]
     for kind, outcomes in sorted(by_kind.items(), key=lambda item: -sum(item[1].values())):
-        print(f"[fuzz]   {kind:16} {sum(outcomes.values()):5}  " + " ".join(f"{s} {n}" for s, n in sorted(outcomes.items())))
+        shown = " ".join(f"{status} {n}" for status, n in sorted(outcomes.items()))
+        lines.append(f"[fuzz]   {kind:16} {sum(outcomes.values()):5}  {shown}")
     for run in runs:
-        print(f"[fuzz] ingest --depth {run.depth}: exit {run.exit_code} in {run.seconds:.1f} s, "
-              f"{len(run.children)} child processes seen")
-    print(f"[fuzz] building inputs {build_s:.1f} s; whole test {total_s:.1f} s")
+        main_cpu = run.cpu_seconds.get(run.pid, 0.0)
+        lines.append(f"[fuzz] ingest --depth {run.depth}: exit {run.exit_code} in {run.seconds:.1f} s, "
+                     f"{len(run.children)} child processes seen; CPU seconds (sampled): CLI {main_cpu:.1f}, "
+                     f"children {sum(run.cpu_seconds.values()) - main_cpu:.1f}")
+    lines.append(f"[fuzz] building inputs {build_s:.1f} s; whole test {total_s:.1f} s; "
+                 f"reproduce with REPLAYCLI_FUZZ_SEED={FUZZ_SEED}")
+    return "\n".join(lines)
 
 
 def test_reader_reads_back_what_the_writer_wrote():
@@ -314,15 +336,35 @@ def test_mutants_are_reproducible_from_seed_and_index():
     assert len({m.data for m in first}) > 30, tag("mutants repeat")
 
 
-def test_thousands_of_mutants_never_break_ingest(tmp_path: Path, replaycli: ReplayCli):
+def test_every_family_applies_and_member_mutants_stay_valid_archives():
+    """Member families re-pack into archives the reader opens, with the named member changed or gone."""
+    seeds = fuzz_seeds()
+    by_name = {seed.name: seed for seed in seeds}
+    mutants = [mutant_at(seeds, FUZZ_SEED, index) for index in range(FAMILY_CHECK_COUNT)]
+    assert {m.kind for m in mutants} == set(MUTATION_KINDS), tag("a mutation family never applied")
+    for index, mutant in enumerate(mutants):
+        if mutant.kind not in MEMBER_FAMILIES:
+            continue
+        archive = read_archive(mutant.data)
+        seed = by_name[mutant.origin].archive
+        if mutant.member == HEADER:
+            changed = archive.user_data != seed.user_data
+        else:
+            changed = dict(archive.members).get(mutant.member) != dict(seed.members)[mutant.member]
+        assert changed, tag(f"mutant #{index} ({mutant.kind} of {mutant.member}) left the member as it was")
+
+
+def test_thousands_of_mutants_never_break_ingest(tmp_path: Path, replaycli: ReplayCli,
+                                                 capsys: pytest.CaptureFixture[str]):
     started = time.monotonic()
-    print(f"\n[fuzz] seed {FUZZ_SEED} ({FUZZ_COUNT} mutants); reproduce with REPLAYCLI_FUZZ_SEED={FUZZ_SEED}")
     inputs = write_inputs(tmp_path)
     build_s = time.monotonic() - started
     db = tmp_path / "fuzz.db"
     runs = [run_ingest(replaycli, folder, db, depth, tmp_path) for depth, folder in inputs.folders.items()]
     statuses = read_statuses(db)
-    report(inputs, statuses, runs, build_s, time.monotonic() - started)
+    # Straight to the terminal, passing or not: every CI log keeps the seed that rebuilds this run.
+    with capsys.disabled():
+        print("\n" + report(inputs, statuses, runs, build_s, time.monotonic() - started))
     problems = [problem for run in runs for problem in check_run(run)]
     problems += check_database(db, inputs)
     problems += check_healthy(db, inputs, statuses)
