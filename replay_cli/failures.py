@@ -53,6 +53,8 @@ def failed_result(
         "depth_reached": None,
         "parse_seconds": round(seconds, 4),
         "cpu_seconds": 0.0,
+        "peak_rss_bytes": None,
+        "peak_rss_scope": None,
         "parser": {"replaycli": __version__},
         "error": {"kind": kind, "type": error_type, "message": message, "stage": stage, "release": release},
         "quality": None,

@@ -58,7 +58,9 @@ FILE_COLUMNS_V1: dict[str, Any] = {
     "error_type": str, "error_message": str, "error_stage": str, "depth": str, "parse_seconds": float,
     "parser_version": str, "attempts": int, "first_run": int, "last_run": int,
 }
-FILE_COLUMNS: dict[str, Any] = {**FILE_COLUMNS_V1, "error_release": str}  # m002
+# m005: what the parse cost the worker: its CPU seconds and the process's peak memory (meter.py).
+FILE_RESOURCE_COLUMNS: dict[str, Any] = {"cpu_seconds": float, "peak_rss_bytes": int, "peak_rss_scope": str}
+FILE_COLUMNS: dict[str, Any] = {**FILE_COLUMNS_V1, "error_release": str, **FILE_RESOURCE_COLUMNS}  # m002, m005
 RUN_COUNT_NAMES: tuple[str, ...] = ("discovered", "parsed", "ok", "partial", "duplicate", "skipped", "failed")
 RUN_COLUMNS: dict[str, Any] = {
     "id": int, "started_at": str, "finished_at": str, "command": str, "options": str, "workers": int,
@@ -161,11 +163,18 @@ def m004_replay_quality(db: Database) -> None:
     db["replays"].create_index(["degraded"])  # type: ignore[union-attr]
 
 
+def m005_files_resources(db: Database) -> None:
+    """Record per file the worker's CPU seconds and peak memory, for `replaycli stats`."""
+    for name, kind in FILE_RESOURCE_COLUMNS.items():
+        db["files"].add_column(name, kind)  # type: ignore[union-attr]
+
+
 MIGRATIONS: tuple[Callable[[Database], None], ...] = (
     m001_initial,
     m002_files_error_release,
     m003_child_tables_without_rowid,
     m004_replay_quality,
+    m005_files_resources,
 )
 
 VIEWS: dict[str, str] = {

@@ -37,6 +37,7 @@ from replay_cli.extract import (
     upgrade_records,
 )
 from replay_cli.failures import exception_line, failed_result
+from replay_cli.meter import peak_since, reset_peak
 from replay_cli.quality import (
     REASON_LOBBY_UNVERIFIED,
     REASON_NO_CACHE_HANDLES,
@@ -348,7 +349,7 @@ def parse_replay(data: bytes, depth: Depth | str = DEFAULT_DEPTH, *, source: str
     """
     if depth not in DEPTHS:
         raise ValueError(f"unknown depth {depth!r}; choose one of {', '.join(DEPTHS)}")
-    wall_start, cpu_start = time.perf_counter(), time.process_time()
+    wall_start, cpu_start, peak_reset = time.perf_counter(), time.process_time(), reset_peak()
     sha256 = hashlib.sha256(data).hexdigest()
     attempts = _parse_deepest(data, sha256, depth)
     elapsed = time.perf_counter() - wall_start
@@ -360,11 +361,13 @@ def parse_replay(data: bytes, depth: Depth | str = DEFAULT_DEPTH, *, source: str
             size=len(data), seconds=elapsed, release=None if error["kind"] == "memory" else _header_release(data),
         )
         result["cpu_seconds"] = round(time.process_time() - cpu_start, 4)
+        result["peak_rss_bytes"], result["peak_rss_scope"] = peak_since(peak_reset)
         result["parser"] = _parser_versions()
         return result
     rows, error = attempts.rows, attempts.error
     quality = quality_block(attempts.assessment, fit_result_rows(rows))
     release = rows["replay"]["release"]
+    peak_rss_bytes, peak_rss_scope = peak_since(peak_reset)
     if error is not None:
         error["release"] = release
     elif is_incomplete(quality):
@@ -379,6 +382,8 @@ def parse_replay(data: bytes, depth: Depth | str = DEFAULT_DEPTH, *, source: str
         "depth_reached": attempts.reached,
         "parse_seconds": round(elapsed, 4),
         "cpu_seconds": round(time.process_time() - cpu_start, 4),
+        "peak_rss_bytes": peak_rss_bytes,
+        "peak_rss_scope": peak_rss_scope,
         "parser": _parser_versions(),
         "error": error,
         "quality": quality,

@@ -216,6 +216,10 @@ class Result(TypedDict):
     depth_reached: str | None
     parse_seconds: float  # wall
     cpu_seconds: float
+    # The highest resident memory of the process during this parse (meter.py); None where unknown.
+    peak_rss_bytes: int | None
+    # "file": this parse's own peak; "process": the process's peak so far (an upper bound).
+    peak_rss_scope: str | None
     parser: dict[str, str]  # {"replaycli": ..., "sc2reader": ...}
     error: ErrorInfo | None
     quality: Quality | None  # None for a failed result

@@ -74,7 +74,7 @@ def make_result(
         return {
             "schema_version": schema.SCHEMA_VERSION, "status": "failed", "sha256": sha, "source": None,
             "size": 1234, "depth_requested": depth, "depth_reached": None, "parse_seconds": 0.01,
-            "cpu_seconds": 0.01, "parser": dict(PARSER),
+            "cpu_seconds": 0.01, "peak_rss_bytes": None, "peak_rss_scope": None, "parser": dict(PARSER),
             "error": {"kind": "parse_error", "type": "MPQError", "message": "bad header", "stage": "archive",
                       "release": "5.0.16.97364"},
             "quality": None, "replay": None, "players": [], "chat": [], "build_order": [], "player_stats": [],
@@ -97,7 +97,8 @@ def make_result(
     return {
         "schema_version": schema.SCHEMA_VERSION, "status": status, "sha256": sha, "source": "game.SC2Replay",
         "size": 1234, "depth_requested": depth, "depth_reached": depth, "parse_seconds": 0.25,
-        "cpu_seconds": 0.2, "parser": dict(PARSER), "error": error, "replay": replay,
+        "cpu_seconds": 0.2, "peak_rss_bytes": 48_000_000, "peak_rss_scope": "file",
+        "parser": dict(PARSER), "error": error, "replay": replay,
         "quality": {"degraded": False, "reasons": [], "raw_values": {}},
         "players": [make_player(0, depth), make_player(1, depth)],
         "chat": [
@@ -170,7 +171,8 @@ def test_open_applies_migrations_once_and_sets_pragmas(db_path: Path) -> None:
         assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000 == BUSY_TIMEOUT_MS
     migrations = rows(db_path, "SELECT name, applied_at FROM _replaycli_migrations")
     assert [m["name"] for m in migrations] == [
-        "m001_initial", "m002_files_error_release", "m003_child_tables_without_rowid", "m004_replay_quality"
+        "m001_initial", "m002_files_error_release", "m003_child_tables_without_rowid", "m004_replay_quality",
+        "m005_files_resources",
     ]
     assert migrations[0]["applied_at"].endswith("+00:00")
     tables = {r["name"] for r in rows(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -277,6 +279,9 @@ def test_save_ok_writes_exact_rows(store: Store) -> None:
             "attempts": 1,
             "first_run": 7,
             "last_run": 7,
+            "cpu_seconds": 0.2,
+            "peak_rss_bytes": 48_000_000,
+            "peak_rss_scope": "file",
         }
     ]
 
@@ -322,6 +327,9 @@ def test_save_failed_counts_attempts(store: Store) -> None:
             "attempts": 2,
             "first_run": 1,
             "last_run": 2,
+            "cpu_seconds": 0.01,
+            "peak_rss_bytes": None,
+            "peak_rss_scope": None,
         }
     ]
     assert rows(store, "SELECT count(*) AS n FROM replays") == [{"n": 0}]
@@ -492,7 +500,7 @@ def test_two_processes_write_the_same_new_database(db_path: Path) -> None:
     ]
     assert rows(db_path, "SELECT name FROM _replaycli_migrations") == [
         {"name": "m001_initial"}, {"name": "m002_files_error_release"}, {"name": "m003_child_tables_without_rowid"},
-        {"name": "m004_replay_quality"},
+        {"name": "m004_replay_quality"}, {"name": "m005_files_resources"},
     ]
     assert rows(db_path, "SELECT count(*) AS n FROM runs WHERE exit_code = 0") == [{"n": 2}]
 
@@ -749,8 +757,8 @@ def test_m003_clusters_child_tables_and_keeps_their_rows(db_path: Path, monkeypa
     import replay_cli.store as store_module
     from replay_cli.migrations import MIGRATIONS
 
-    # A database from before m003 (with m004's columns, which the current writer fills).
-    monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS[:2], MIGRATIONS[3]))
+    # A database from before m003 (with the later columns, which the current writer fills).
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS[:2], *MIGRATIONS[3:]))
     with open_store(db_path) as old:
         old.save_batch([(stat(), make_result())], run_id=1)
         before = {t: rows(old, f"SELECT * FROM {t} ORDER BY 1, 2, 3") for t in CHILD_TABLES}
