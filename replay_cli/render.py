@@ -217,7 +217,10 @@ def print_stats(summary: Mapping[str, Any], console: Console) -> None:
     console.print(Text(f"{summary.get('replays', 0)} replays, {summary.get('players', 0)} player rows, "
                        f"{summary.get('distinct_toons', 0)} distinct accounts", style="bold"))
     sections = [("by_release", "release"), ("by_game_type", "game type"), ("top_maps", "map"),
-                ("files_by_status", "file status")]
+                ("files_by_status", "file status"), ("degraded_by_reason", "degraded replays by reason"),
+                ("cost_by_depth", "parse time and peak memory by depth"),
+                ("cost_by_release", "parse time and peak memory by release"),
+                ("heaviest_files", "heaviest files (peak memory)")]
     for key, label in sections:
         rows = summary.get(key) or []
         if isinstance(rows, Mapping):

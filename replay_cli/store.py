@@ -50,6 +50,25 @@ BUSY_TIMEOUT_MS = 5000  # how long a writer waits for another process's transact
 LOOKUP_CHUNK = 500  # paths per `IN (...)` query: well under SQLite's bound-variable limit
 STATUS_DUPLICATE = "duplicate"  # files.status of a copy whose replay is already stored from another path
 SUMMARY_TOP_MAPS = 10
+SUMMARY_HEAVIEST = 10
+SUMMARY_COST_RELEASES = 15
+# Percentiles of parse time and peak memory over a group of files, with window functions: the
+# nearest-rank value at p, computed in SQLite so a database of millions of files is not loaded.
+_COST_PERCENTILES_SQL = """WITH measured AS (
+  SELECT {group} AS grp, parse_seconds, peak_rss_bytes,
+         row_number() OVER (PARTITION BY {group} ORDER BY parse_seconds) AS time_rank,
+         row_number() OVER (PARTITION BY {group} ORDER BY peak_rss_bytes) AS memory_rank,
+         count(*) OVER (PARTITION BY {group}) AS n
+  FROM files f {join} WHERE f.parse_seconds IS NOT NULL AND f.peak_rss_bytes IS NOT NULL)
+SELECT grp AS {label}, n AS files,
+  max(CASE WHEN time_rank = max(1, CAST(ceil(n * 0.5) AS INTEGER)) THEN parse_seconds END) AS p50_seconds,
+  max(CASE WHEN time_rank = max(1, CAST(ceil(n * 0.95) AS INTEGER)) THEN parse_seconds END) AS p95_seconds,
+  round(max(CASE WHEN memory_rank = max(1, CAST(ceil(n * 0.5) AS INTEGER)) THEN peak_rss_bytes END) / 1048576.0, 1)
+    AS p50_peak_mib,
+  round(max(CASE WHEN memory_rank = max(1, CAST(ceil(n * 0.95) AS INTEGER)) THEN peak_rss_bytes END) / 1048576.0, 1)
+    AS p95_peak_mib,
+  round(max(peak_rss_bytes) / 1048576.0, 1) AS max_peak_mib
+FROM measured GROUP BY grp ORDER BY files DESC, grp LIMIT ?"""
 SUMMARY_LAST_RUNS = 5
 FILE_STATUSES_WITH_REPLAY = (STATUS_OK, STATUS_PARTIAL)
 
@@ -492,4 +511,28 @@ class Store:
                     self._conn.execute("SELECT status, count(*) FROM files GROUP BY status ORDER BY status")
                 ),
                 "last_runs": self._dicts("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (SUMMARY_LAST_RUNS,)),
+                **self._quality_and_costs(),
             }
+
+    def _quality_and_costs(self) -> dict[str, Any]:
+        """Degraded replays by reason; parse time and peak memory by depth and release; the heaviest files."""
+        return {
+            "degraded_by_reason": self._dicts(
+                "SELECT reason.value AS reason, count(*) AS replays FROM replays, "
+                "json_each(replays.quality, '$.reasons') AS reason WHERE replays.degraded = 1 "
+                "GROUP BY reason.value ORDER BY replays DESC, reason"
+            ),
+            "cost_by_depth": self._dicts(
+                _COST_PERCENTILES_SQL.format(group="f.depth", label="depth", join=""), (len(DEPTHS) + 1,)
+            ),
+            "cost_by_release": self._dicts(
+                _COST_PERCENTILES_SQL.format(group="coalesce(r.release, f.error_release)", label="release",
+                                             join="LEFT JOIN replays r ON r.sha256 = f.sha256"),
+                (SUMMARY_COST_RELEASES,),
+            ),
+            "heaviest_files": self._dicts(
+                "SELECT path, status, depth, parse_seconds, round(peak_rss_bytes / 1048576.0, 1) AS peak_mib, "
+                "peak_rss_scope FROM files WHERE peak_rss_bytes IS NOT NULL "
+                "ORDER BY peak_rss_bytes DESC, path LIMIT ?", (SUMMARY_HEAVIEST,)
+            ),
+        }

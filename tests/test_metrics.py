@@ -7,6 +7,8 @@ memory holds nothing of the other file.
 
 from __future__ import annotations
 
+import json
+import math
 import sqlite3
 import sys
 from dataclasses import replace
@@ -49,3 +51,30 @@ def test_each_file_records_its_own_cpu_and_peak_memory(tmp_path: Path, replaycli
         assert cpu > 0, name
     assert measured["huge"][1] > measured["small"][1]
     assert measured["huge"][0] > measured["small"][0]
+
+
+def test_stats_reports_costs_and_degraded_reasons_that_sql_agrees_with(tmp_path: Path, replaycli) -> None:
+    from tests.test_trust import next_patch_replay
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(4):
+        (folder / f"game-{index}.SC2Replay").write_bytes(write_replay(describe_game(SEED, 10 + index)))
+    (folder / "next-patch.SC2Replay").write_bytes(next_patch_replay())
+    db = tmp_path / "stats.db"
+    assert replaycli.run("ingest", str(folder), "--db", str(db), "--workers", "2", text=True).returncode == 0
+    proc = replaycli.run("stats", "--db", str(db), "--json", text=True)
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(proc.stdout)
+    assert stats["degraded_by_reason"] == [{"reason": "datapack_gap", "replays": 1}]
+    [by_depth] = stats["cost_by_depth"]
+    with sqlite3.connect(db) as conn:
+        times = sorted(t for (t,) in conn.execute("SELECT parse_seconds FROM files"))
+        peaks = sorted(p for (p,) in conn.execute("SELECT peak_rss_bytes FROM files"))
+        heaviest = conn.execute("SELECT path FROM files ORDER BY peak_rss_bytes DESC, path").fetchone()[0]
+    assert (by_depth["depth"], by_depth["files"]) == ("stats", 5)
+    assert by_depth["p50_seconds"] == times[math.ceil(5 * 0.5) - 1]
+    assert by_depth["p95_seconds"] == times[-1]
+    assert by_depth["max_peak_mib"] == round(peaks[-1] / MIB, 1)
+    assert stats["heaviest_files"][0]["path"] == heaviest
+    assert len(stats["heaviest_files"]) == 5
