@@ -1,8 +1,7 @@
 """The command line: a thin click layer over the library. The only module that imports click.
 
-Exit codes are part of the contract (README "Exit codes"):
-0 success; 1 some inputs failed (everything else stored); 2 usage error; 3 the run itself could
-not proceed; 130 / 143 interrupted by SIGINT / SIGTERM after committing finished work.
+Exit codes are part of the contract (README "Exit codes", replay_cli/exitcodes.py); usage errors
+exit 2 through click.UsageError. Signal handling lives with the CLI too (replay_cli/signals.py).
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,14 +21,16 @@ from replay_cli.defaults import (
     WORKERS_ENV,
     default_workers,
 )
+from replay_cli.exitcodes import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED
 from replay_cli.result import DEFAULT_DEPTH, DEPTHS
+
+if TYPE_CHECKING:
+    from replay_cli.ingest import IngestOptions
+    from replay_cli.report import Tally
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 STDIN_MARKER = "-"
-EXIT_OK = 0
-EXIT_SOME_FAILED = 1
-EXIT_USAGE = 2
-EXIT_FATAL = 3
+LOG_HANDLER_MARK = "_replaycli_handler"  # set on the handlers _configure_logging adds, to replace them
 
 depth_option = click.option(
     "--depth",
@@ -166,11 +167,9 @@ def ingest(inputs: tuple[str, ...], db_path: str, depth: str, workers: int, time
     stored); 2 usage error; 3 the run could not proceed (database, worker pool);
     130/143 interrupted by SIGINT/SIGTERM after committing finished files.
     """
-    from replay_cli.discover import count_replay_paths, iter_replay_paths
     from replay_cli.errors import ReplayCliError
-    from replay_cli.ingest import IngestOptions, StopSignals, ingest_paths
-    from replay_cli.render import IngestProgress, error_text, make_console, print_ingest_summary, safe, write_json
-    from replay_cli.store import open_store
+    from replay_cli.ingest import IngestOptions
+    from replay_cli.render import error_text, make_console, print_ingest_summary, write_json
 
     if inputs.count(STDIN_MARKER) > 1:
         raise click.UsageError("stdin (-) can be read only once.")
@@ -184,19 +183,10 @@ def ingest(inputs: tuple[str, ...], db_path: str, depth: str, workers: int, time
     run_options = {"inputs": list(inputs), "depth": depth, "workers": workers, "timeout": timeout,
                    "force": force, "retry_failed": retry_failed, "max_memory_mib": max_memory, "max_size_mib": max_size,
                    "scheduler": scheduler, "archive": archive_dir}
-
-    def problem(found: Any) -> None:
-        logging.getLogger("replay_cli.discover").warning("%s: %s", safe(found.path), found.message)
-
     try:
-        with open_store(db_path) as store, _parse_backend(scheduler, options, batch_size, shared_fs) as backend, \
-                StopSignals() as stop, IngestProgress(console, enabled=not quiet) as progress:
-            if STDIN_MARKER not in inputs and progress.enabled:
-                progress.discovered(count_replay_paths(inputs))
-            paths = iter_replay_paths(inputs, stdin=sys.stdin.buffer, null_separated=null_separated,
-                                      on_problem=problem)
-            tally = ingest_paths(store, paths, options, progress=progress, should_stop=stop,
-                                 run_options=run_options, backend=backend)
+        tally = _run_ingest(db_path, inputs, options, run_options, console=console, quiet=quiet,
+                            null_separated=null_separated,
+                            backend=_parse_backend(scheduler, options, batch_size, shared_fs))
     except ReplayCliError as exc:
         if as_json:
             write_json({"replaycli_result_version": 1, "command": "ingest", "status": "error",
@@ -209,6 +199,27 @@ def ingest(inputs: tuple[str, ...], db_path: str, depth: str, workers: int, time
     if not quiet:
         print_ingest_summary(summary, tally.failure_groups, console)
     sys.exit(tally.exit_code)
+
+
+def _run_ingest(db_path: str, inputs: tuple[str, ...], options: IngestOptions, run_options: dict[str, Any], *,
+                console: Any, quiet: bool, null_separated: bool, backend: Any) -> Tally:
+    """Run one ingest under signal handling and progress; return its tally. Raises ReplayCliError."""
+    from replay_cli.discover import count_replay_paths, iter_replay_paths
+    from replay_cli.ingest import ingest_paths
+    from replay_cli.render import IngestProgress, safe
+    from replay_cli.signals import StopSignals
+    from replay_cli.store import open_store
+
+    def problem(found: Any) -> None:
+        logging.getLogger("replay_cli.discover").warning("%s: %s", safe(found.path), found.message)
+
+    with open_store(db_path) as store, backend as parse_backend, StopSignals() as stop, \
+            IngestProgress(console, enabled=not quiet) as progress:
+        if STDIN_MARKER not in inputs and progress.enabled:
+            progress.discovered(count_replay_paths(inputs))
+        paths = iter_replay_paths(inputs, stdin=sys.stdin.buffer, null_separated=null_separated, on_problem=problem)
+        return ingest_paths(store, paths, options, progress=progress, stop_requested=stop,
+                            run_options=run_options, backend=parse_backend)
 
 
 def _parse_backend(scheduler: str | None, options: Any, batch_size: int | None, shared_fs: bool) -> Any:
@@ -227,11 +238,17 @@ def _configure_logging(verbose: bool, log_file: str | None) -> None:
 
     root = logging.getLogger("replay_cli")
     root.setLevel(logging.INFO)
-    root.addHandler(make_log_handler(level=logging.INFO if verbose else logging.WARNING))
+    for old in [h for h in root.handlers if getattr(h, LOG_HANDLER_MARK, False)]:  # from an earlier call
+        root.removeHandler(old)
+        old.close()
+    handlers = [make_log_handler(level=logging.INFO if verbose else logging.WARNING)]
     if log_file:
-        handler = logging.FileHandler(log_file, encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        handler.setLevel(logging.INFO)
+        to_file = logging.FileHandler(log_file, encoding="utf-8")
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        to_file.setLevel(logging.INFO)
+        handlers.append(to_file)
+    for handler in handlers:
+        setattr(handler, LOG_HANDLER_MARK, True)
         root.addHandler(handler)
 
 

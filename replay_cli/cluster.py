@@ -1,8 +1,10 @@
-"""Run the one parse function on a Dask cluster: `--scheduler tcp://host:8786` (issue 6).
+"""Run the one parse function on a Dask cluster: `--scheduler tcp://host:8786`.
 
-Why Dask, its per-task cost, worker-loss semantics and the soft deadline: see
-shared/research/distributed.md. Dask is an optional extra and is imported only inside functions,
-so importing this module (and `replaycli --help`) never pays its 0.5 s import (§2).
+DaskExecutor is a backend.Executor: files travel in batches (one Dask task per batch, because each
+task has a fixed scheduling cost), a failed batch is split into single files, and a file that
+kills its worker is confirmed alone. Dask re-runs the tasks of a lost worker itself, and has no
+per-task timeout, so a soft deadline runs inside each task. Dask is an optional extra and is
+imported only inside functions, so importing this module (and `replaycli --help`) stays fast.
 """
 
 from __future__ import annotations
@@ -15,22 +17,19 @@ import logging
 import threading
 import time
 import warnings
-from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from replay_cli.backend import Executor, Job, ParseBackend, Settled, StopCheck, run_jobs
 from replay_cli.defaults import DEFAULT_MAX_BYTES
-from replay_cli.errors import ReplayCliError
+from replay_cli.errors import PoolUnrecoverable, ReplayCliError
 from replay_cli.failures import failed_result, failure_from, one_line
 from replay_cli.parse import parse_file, parse_replay
 from replay_cli.readfile import read_replay_file
 from replay_cli.result import Result
-from replay_cli.runner import PoolUnrecoverable
 
 if TYPE_CHECKING:
     from distributed import Client
-
-    from replay_cli.ingest import ParseBackend
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +37,10 @@ Item = tuple[str, "bytes | None"]  # (path, its bytes), bytes None when workers 
 BatchTask = Callable[[list[Item], str, int, float], list[Result]]
 
 INSTALL_HINT = 'pip install "replaycli[cluster]"'
-# Dask costs about 5 ms of CPU per task; 16 files per task measured 0.6-0.7 ms per file (§3).
+# Each Dask task costs several times the scheduling work of one parsed file: batches amortise it.
 DEFAULT_BATCH_SIZE = 16
 IN_FLIGHT_PER_THREAD = 2  # batches in flight per worker thread: one running, one queued behind it
 MIN_WINDOW = 2
-TICK_S = 0.2  # cf.wait granularity: should_stop and idle ticks are seen within one tick
 # A `dask worker` takes a few seconds to register: wait this long for the first one.
 WORKER_WAIT_S = 30
 CONNECT_TIMEOUT_S = 10  # Client() otherwise waits distributed.comm.timeouts.connect (30 s)
@@ -80,7 +78,7 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT_S) -> Client:
 
 
 def quiet_dask() -> None:
-    """Keep Dask's log lines and warnings off stderr, where they would tear the progress bar (§9)."""
+    """Keep Dask's log lines and warnings off stderr, where they would tear the progress bar."""
     import dask
 
     # Importing distributed installs a stderr StreamHandler and sets levels on child loggers.
@@ -93,7 +91,7 @@ def quiet_dask() -> None:
     # A NullHandler stops logging's last-resort stderr handler; errors still propagate to the root,
     # so a log file configured by the CLI keeps them.
     logging.getLogger("distributed").addHandler(logging.NullHandler())
-    # Bytes travel inside the task, so every batch would warn "Sending large graph" (§8).
+    # Bytes travel inside the task, so every batch would warn "Sending large graph".
     dask.config.set({"distributed.admin.large-graph-warning-threshold": "1 PiB"})
     warnings.filterwarnings("ignore", module=r"(distributed|dask|tornado)(\..*)?$")
 
@@ -123,7 +121,7 @@ def check_versions(client: Client) -> None:
         raise ReplayCliError("the Dask cluster has no workers; start some with: dask worker <scheduler address>")
     try:
         found["scheduler"] = client.run_on_scheduler(replaycli_version)  # type: ignore[no-untyped-call]
-    except Exception as exc:  # the scheduler unpickles the task graph too (§1)
+    except Exception as exc:  # the scheduler unpickles the task graph too, so it needs replay_cli
         found["scheduler"] = exc
     differ = {where: v if isinstance(v, str) else f"not installed ({type(v).__name__})"
               for where, v in found.items() if v != ours}
@@ -143,7 +141,7 @@ def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
 class _SoftDeadline:
     """Raise ParseDeadline in the calling thread after `seconds`, until finish() is called.
 
-    Dask runs tasks in worker threads and has no per-task timeout (§5, dask/distributed#391), so
+    Dask runs tasks in worker threads and has no per-task timeout (dask/distributed#391), so
     a timer thread raises an async exception instead; it cannot interrupt a long C call.
     """
 
@@ -214,6 +212,71 @@ def parse_batch(items: list[Item], depth: str, max_bytes: int, deadline_s: float
             for path, data in items]
 
 
+class DaskExecutor(Executor):
+    """Parse batches of files on a Dask cluster; a failed batch is split, a poison file isolated."""
+
+    def __init__(self, client: Client, *, depth: str, timeout: float | None, max_bytes: int, batch_size: int,
+                 shared_fs: bool, window: int | None, task: BatchTask) -> None:
+        self.client, self.depth, self.max_bytes, self.task = client, depth, max_bytes, task
+        self.deadline_s, self.batch_size, self.shared_fs = float(timeout or 0), max(1, batch_size), shared_fs
+        # Real cf.Futures, whose cancel() reaches the scheduler.
+        self.executor = client.get_executor(pure=False)  # type: ignore[no-untyped-call]
+        threads = sum(client.nthreads().values())  # type: ignore[no-untyped-call]
+        self.window = window or max(MIN_WINDOW, IN_FLIGHT_PER_THREAD * threads)
+
+    def jobs(self, paths: Iterator[str]) -> Iterator[Job | Result]:
+        """Batch the paths; read each here unless the workers share the filesystem."""
+        batch: list[Item] = []
+        for path in paths:
+            data = None if self.shared_fs else read_replay_file(path, self.max_bytes)
+            if isinstance(data, dict):  # a read failure: decided here, without a task
+                data["depth_requested"] = self.depth
+                yield data
+                continue
+            batch.append((path, data))
+            if len(batch) == self.batch_size:
+                yield _batch_job(batch)
+                batch = []
+        if batch:
+            yield _batch_job(batch)
+
+    def submit(self, job: Job) -> cf.Future[Any]:
+        future: cf.Future[Any] = self.executor.submit(self.task, job.payload, self.depth, self.max_bytes,
+                                                      self.deadline_s)
+        return future
+
+    def settle(self, future: cf.Future[Any], job: Job) -> Settled:
+        from distributed import KilledWorker
+
+        exc = future.exception() if not future.cancelled() else cf.CancelledError()
+        if exc is None:
+            return Settled(list(future.result()))
+        if isinstance(exc, cf.CancelledError):  # we cancel only on stop: the scheduler is gone
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise PoolUnrecoverable(f"the Dask cluster dropped a task (is the scheduler gone?): {reason}")
+        if len(job.sources) > 1:
+            # Isolate: a poison file fails alone and its neighbours still parse.
+            log.warning("a batch of %d files failed (%s); re-running them one per task", len(job.sources),
+                        type(exc).__name__)
+            return Settled(retry=[_batch_job([item]) for item in job.payload])
+        path = job.sources[0]
+        if isinstance(exc, KilledWorker):
+            crash = failure_from(path, self.depth, "worker_crash", exc, "killed every worker it ran on, alone")
+            # An innocent file queued on a worker that a poison file keeps killing gets KilledWorker
+            # too: only a file that kills its worker with nothing else in flight is the culprit.
+            return Settled([crash]) if job.alone else Settled(suspects=[(job, crash)])
+        return Settled([failure_from(path, self.depth, "parse_error", exc, str(exc))])
+
+    def close(self, abandoned: list[cf.Future[Any]]) -> None:
+        for future in abandoned:  # stop or error: nothing more runs for us
+            future.cancel()
+        self.executor.shutdown(wait=False)
+
+
+def _batch_job(items: list[Item]) -> Job:
+    return Job(items, tuple(path for path, _data in items))
+
+
 def cluster_backend(client: Client, *, depth: str, timeout: float | None, max_bytes: int = DEFAULT_MAX_BYTES,
                     batch_size: int = DEFAULT_BATCH_SIZE, shared_fs: bool = False, window: int | None = None,
                     task: BatchTask = parse_batch) -> ParseBackend:
@@ -221,97 +284,11 @@ def cluster_backend(client: Client, *, depth: str, timeout: float | None, max_by
 
     `task` exists for fault-injection tests; production always runs parse_batch.
     """
-    from distributed import KilledWorker
 
-    deadline_s = float(timeout or 0)
-    batch_size = max(1, batch_size)
-
-    def run(paths: Iterator[str], should_stop: Callable[[], bool]) -> Iterator[Result | None]:
-        # Real cf.Futures, cancel() forwarded: the same loop shape as the local runner (§6).
-        executor = client.get_executor(pure=False)  # type: ignore[no-untyped-call]
-        threads = sum(client.nthreads().values())  # type: ignore[no-untyped-call]
-        size = window or max(MIN_WINDOW, IN_FLIGHT_PER_THREAD * threads)
-        in_flight: dict[cf.Future[list[Result]], tuple[list[Item], bool]] = {}  # -> (items, quarantined)
-        alone: deque[Item] = deque()  # files of a failed batch, re-run one per task
-        # Single files that got KilledWorker: an innocent file queued on a worker a poison file keeps
-        # killing is marked suspicious too (§4), so each is confirmed with nothing else in flight.
-        suspects: deque[Item] = deque()
-        early: list[Result] = []  # read failures decided on the client, without a task
-        exhausted = False
-
-        def submit(items: list[Item], quarantined: bool) -> None:
-            in_flight[executor.submit(task, items, depth, max_bytes, deadline_s)] = (items, quarantined)
-
-        def next_batch() -> list[Item]:
-            nonlocal exhausted
-            if alone:
-                return [alone.popleft()]
-            batch: list[Item] = []
-            while not exhausted and len(batch) < batch_size:
-                try:
-                    path = next(paths)
-                except StopIteration:
-                    exhausted = True
-                    break
-                if shared_fs:
-                    batch.append((path, None))
-                    continue
-                data = read_replay_file(path, max_bytes)
-                if isinstance(data, dict):
-                    data["depth_requested"] = depth
-                    early.append(data)
-                else:
-                    batch.append((path, data))
-            return batch
-
-        def settle(future: cf.Future[list[Result]], items: list[Item], quarantined: bool) -> list[Result]:
-            exc = future.exception() if not future.cancelled() else cf.CancelledError()
-            if exc is None:
-                return future.result()
-            if isinstance(exc, cf.CancelledError):  # we cancel only on stop: the scheduler is gone
-                reason = " ".join(str(exc).split()) or type(exc).__name__
-                raise PoolUnrecoverable(f"the Dask cluster dropped a task (is the scheduler gone?): {reason}")
-            if len(items) > 1:
-                # Isolate: a poison file fails alone and its neighbours still parse.
-                log.warning("a batch of %d files failed (%s); re-running them one per task", len(items),
-                            type(exc).__name__)
-                alone.extend(items)
-                return []
-            path = items[0][0]
-            if isinstance(exc, KilledWorker):
-                if not quarantined:
-                    suspects.extend(items)
-                    return []
-                return [failure_from(path, depth, "worker_crash", exc, "killed every worker it ran on, alone")]
-            return [failure_from(path, depth, "parse_error", exc, str(exc))]
-
-        try:
-            while not should_stop():
-                while len(in_flight) < size and (alone or not exhausted):
-                    batch = next_batch()
-                    if batch:
-                        submit(batch, False)
-                main_done = exhausted and not alone and not in_flight
-                if main_done and suspects:
-                    submit([suspects.popleft()], True)  # nothing else in flight: only it can kill its worker
-                produced = bool(early)
-                while early:
-                    yield early.pop()
-                if main_done and not in_flight:
-                    return
-                done, _ = cf.wait(in_flight, timeout=TICK_S, return_when=cf.FIRST_COMPLETED)
-                for future in done:
-                    for result in settle(future, *in_flight.pop(future)):
-                        produced = True
-                        yield result
-                        if should_stop():  # as runner.py: nothing more once a stop is asked for
-                            return
-                if not produced:
-                    yield None
-        finally:
-            for future in in_flight:  # stop or error: nothing more runs for us
-                future.cancel()
-            executor.shutdown(wait=False)
+    def run(paths: Iterator[str], should_stop: StopCheck) -> Iterator[Result | None]:
+        executor = DaskExecutor(client, depth=depth, timeout=timeout, max_bytes=max_bytes, batch_size=batch_size,
+                                shared_fs=shared_fs, window=window, task=task)
+        return run_jobs(executor, paths, should_stop)
 
     return run
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-DEFAULT_TIMEOUT_S = 30.0  # per file: about 15x the slowest real replay (reliability.md §1)
-DEFAULT_MAX_MEMORY = 1024**3  # RLIMIT_AS per worker: about 12x the worst real footprint
+DEFAULT_TIMEOUT_S = 30.0  # per file: an order of magnitude above the slowest real replay, so only hangs hit it
+DEFAULT_MAX_MEMORY = 1024**3  # RLIMIT_AS per worker: far above any real replay's needs, far below a bomb's
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024  # real replays are under 3 MB; bigger is a bomb or not a replay
-# A fresh worker costs 0.2-0.4 s under forkserver: recycle every few hundred files, not every one.
+# A fresh worker costs a process start and its imports: recycle every few hundred files, not every one.
 MAX_TASKS_PER_WORKER = 300
 WORKERS_ENV = ("REPLAYCLI_WORKERS", "WORKER_PROCESSES")  # the second is the original design's name
 

@@ -11,5 +11,5 @@ class StoreError(ReplayCliError):
     """The SQLite store cannot be opened, migrated, read or written."""
 
 
-class NoInputs(ReplayCliError):
-    """The inputs named no replay files at all."""
+class PoolUnrecoverable(ReplayCliError):
+    """The parse backend (worker pool or cluster) broke repeatedly without completing a single file."""

@@ -5,7 +5,8 @@
         status = await parser.store(result, upload_bytes)
 
 The same module-level parse function as the CLI runs in the same capped, watchdogged pebble
-pool (runner.start_pool); an upload's failure comes back as the same classified Result. SQLite
+pool (runner.LocalPool: started, replaced on breakage and classified as for ingest); an upload's
+failure comes back as the same classified Result. SQLite
 is written from one dedicated thread, because a sqlite3 connection belongs to the thread that
 opened it and the event loop must never wait on a commit.
 """
@@ -20,6 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from replay_cli.archive import archive_bytes
+from replay_cli.backend import BackendBroken
 from replay_cli.defaults import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_MEMORY,
@@ -30,9 +32,10 @@ from replay_cli.defaults import (
 from replay_cli.failures import failed_result
 from replay_cli.parse import parse_replay
 from replay_cli.result import DEFAULT_DEPTH, STATUS_FAILED, Result
-from replay_cli.runner import classify_worker_failure, start_pool, stop_pool
+from replay_cli.runner import LocalPool
 
 UPLOAD_PREFIX = "upload:"  # files.path of an upload that is not archived
+NOT_ENTERED = "use ReplayParser as 'async with ReplayParser() as parser:'"
 
 ParseBytes = Callable[..., Result]
 
@@ -47,7 +50,7 @@ class ReplayParser:
         self.workers = workers if workers is not None else default_workers()
         self.depth, self.timeout, self.max_memory, self.max_bytes = depth, timeout, max_memory, max_bytes
         self.db_path, self.archive_dir, self._parse_fn = db_path, archive_dir, parse_fn
-        self._pool: Any = None
+        self._pool: LocalPool | None = None
         self._pool_lock = asyncio.Lock()
         self._writer: ThreadPoolExecutor | None = None
         self._store: Any = None
@@ -57,8 +60,9 @@ class ReplayParser:
 
     async def __aenter__(self) -> ReplayParser:
         loop = asyncio.get_running_loop()
-        self._pool = await loop.run_in_executor(None, start_pool, self.workers, self.max_memory,
-                                                MAX_TASKS_PER_WORKER)
+        pool = LocalPool(self.workers, self.max_memory, MAX_TASKS_PER_WORKER, self.timeout)
+        await loop.run_in_executor(None, pool.start)
+        self._pool = pool
         if self.db_path is not None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replaycli-store")
             await loop.run_in_executor(self._writer, self._open_store)
@@ -73,7 +77,7 @@ class ReplayParser:
         loop = asyncio.get_running_loop()
         pool, self._pool = self._pool, None
         if pool is not None:
-            await loop.run_in_executor(None, stop_pool, pool)
+            await loop.run_in_executor(None, pool.stop)
         if self._writer is not None:
             await loop.run_in_executor(self._writer, self._close_store)
             self._writer.shutdown(wait=True)
@@ -83,28 +87,30 @@ class ReplayParser:
         """Parse one upload in a worker process; never raises for a bad upload or a dying worker."""
         depth = depth or self.depth
         if self._pool is None:
-            raise RuntimeError("use ReplayParser as 'async with ReplayParser() as parser:'")
+            raise RuntimeError(NOT_ENTERED)
         if len(data) > self.max_bytes:
             return failed_result(name, "too_large", "FileTooLarge",
                                  f"{len(data)} bytes is over the {self.max_bytes}-byte cap", "read", depth=depth,
                                  size=len(data))
         for attempt in (1, 2):
             pool = self._pool
+            if pool is None:  # closed while this upload waited
+                raise RuntimeError(NOT_ENTERED)
+            generation = pool.generation
             try:
-                future = pool.schedule(self._parse_fn, args=(data, depth), kwargs={"source": name},
-                                       timeout=self.timeout)
-            except RuntimeError:  # an idle worker was killed (OOM killer): replace the pool, try again
-                await self._replace_pool(pool)
+                future = pool.submit(self._parse_fn, (data, depth), {"source": name})
+            except BackendBroken:  # an idle worker was killed (OOM killer): replace the pool, try again
+                await self._replace_pool(generation)
                 continue
             try:
                 return await asyncio.wrap_future(future)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # every worker-side failure becomes this upload's Result
-                failure = classify_worker_failure(exc, name, depth, self.timeout)
+                failure = pool.classify(exc, name, depth)
                 if failure is not None:
                     return failure
-                await self._replace_pool(pool)
+                await self._replace_pool(generation)
                 if attempt == 2:
                     return failed_result(name, "pool_broken", type(exc).__name__,
                                          "the worker pool broke twice while parsing this upload", depth,
@@ -122,15 +128,13 @@ class ReplayParser:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, self._store_one, result, data)
 
-    async def _replace_pool(self, broken: Any) -> None:
-        """Swap a broken pool for a new one, once however many uploads noticed."""
+    async def _replace_pool(self, broken_generation: int) -> None:
+        """Replace the pool that broke, once however many uploads noticed."""
         async with self._pool_lock:
-            if self._pool is not broken:
+            pool = self._pool
+            if pool is None or pool.generation != broken_generation:
                 return
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, stop_pool, broken)
-            self._pool = await loop.run_in_executor(None, start_pool, self.workers, self.max_memory,
-                                                    MAX_TASKS_PER_WORKER)
+            await asyncio.get_running_loop().run_in_executor(None, pool.replace)
 
     # The methods below run on the store thread only.
     def _open_store(self) -> None:

@@ -15,8 +15,9 @@ import pytest
 # Workers unpickle tests.faults.fault_parse by reference: tests/conftest.py puts the repo root on
 # sys.path before any fork server starts, because the fork server copies sys.path once.
 from replay_cli import runner
+from replay_cli.errors import PoolUnrecoverable
 from replay_cli.result import Result
-from replay_cli.runner import PoolUnrecoverable, run_parses
+from replay_cli.runner import run_parses
 from tests.faults import CRASHED_SUFFIX, fault_parse
 from tests.processes import alive, descendants, multiprocessing_helpers
 
