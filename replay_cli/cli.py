@@ -207,6 +207,7 @@ def _run_ingest(db_path: str, inputs: tuple[str, ...], options: IngestOptions, r
     from replay_cli.discover import count_replay_paths, iter_replay_paths
     from replay_cli.ingest import ingest_paths
     from replay_cli.render import IngestProgress, safe
+    from replay_cli.runner import stop_pool_helpers
     from replay_cli.signals import StopSignals
     from replay_cli.store import open_store
 
@@ -218,8 +219,11 @@ def _run_ingest(db_path: str, inputs: tuple[str, ...], options: IngestOptions, r
         if STDIN_MARKER not in inputs and progress.enabled:
             progress.discovered(count_replay_paths(inputs))
         paths = iter_replay_paths(inputs, stdin=sys.stdin.buffer, null_separated=null_separated, on_problem=problem)
-        return ingest_paths(store, paths, options, progress=progress, stop_requested=stop,
-                            run_options=run_options, backend=parse_backend)
+        try:
+            return ingest_paths(store, paths, options, progress=progress, stop_requested=stop,
+                                run_options=run_options, backend=parse_backend)
+        finally:
+            stop_pool_helpers()  # no process this command started may outlive it
 
 
 def _parse_backend(scheduler: str | None, options: Any, batch_size: int | None, shared_fs: bool) -> Any:

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 STALL_GRACE_S = 30
 IN_FLIGHT_PER_WORKER = 3  # 2-4 futures per worker keep every worker busy with few results in memory
 JOIN_TIMEOUT_S = 5.0
+HELPERS_EXIT_S = 2.0  # the fork server and resource tracker get as long to exit as a Ctrl-C run
 WATCHDOG_POLL_S = 0.5  # fallback parent check where os.pidfd_open is missing
 # Import once in the fork server, not in every worker: importing sc2reader takes a large part of a
 # worker's start-up, and parse.py imports it lazily. The fork server skips modules that fail to
@@ -238,6 +239,31 @@ def stop_pool(pool: ProcessPool) -> None:
         pool.join(timeout=JOIN_TIMEOUT_S)
     except Exception as exc:  # a broken pool may fail to join; workers are terminated anyway
         log.warning("worker pool did not shut down cleanly: %s: %s", type(exc).__name__, exc)
+
+
+def stop_pool_helpers(within_s: float = HELPERS_EXIT_S) -> None:
+    """Stop the fork server and the resource tracker this process started; wait at most within_s.
+
+    Both exit by themselves once this process has exited, so without this a command could
+    return while they still run, and a script that deletes the folder right after it would find
+    them. They serve every pool of the process: call this only when no pool will follow.
+    """
+    from multiprocessing import forkserver, resource_tracker
+
+    if multiprocessing.active_children():  # something else of this process still relies on them
+        return
+
+    def stop_all() -> None:
+        # The fork server first: it holds the resource tracker's pipe open until it exits.
+        for helper in (forkserver._forkserver, resource_tracker._resource_tracker):
+            try:
+                getattr(helper, "_stop")()  # noqa: B009  # private: CPython has no public way to stop them
+            except (AttributeError, OSError) as exc:  # not running, or gone already
+                log.debug("multiprocessing helper not stopped: %s", exc)
+
+    stopper = threading.Thread(target=stop_all, name="replaycli-stop-helpers", daemon=True)
+    stopper.start()
+    stopper.join(within_s)
 
 
 def classify_worker_failure(exc: BaseException, source: str | None, depth: str,
