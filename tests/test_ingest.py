@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from replay_cli.cli import cli
 
 # Rows that must be identical between runs; `runs` and timing columns legitimately differ.
-VOLATILE_COLUMNS = {"parse_seconds", "stored_at", "stored_run", "first_run", "last_run", "attempts"}
+VOLATILE_COLUMNS = {"parse_seconds", "cpu_seconds", "peak_rss_bytes", "peak_rss_scope", "stored_at", "stored_run",
+                    "first_run", "last_run", "attempts"}
 COMPARED_TABLES = ("replays", "players", "chat", "build_order", "player_stats", "files")
 JSON_SUMMARY_KEYS = {
     "replaycli_result_version", "command", "status", "exit_code", "run_id", "db", "counts", "failures",
@@ -108,9 +109,12 @@ def test_second_run_changes_nothing_and_parses_nothing(corpus_ingests, ingest_se
 
 def test_retry_failed_and_deeper_depth_reparse(corpus_ingests, ingest_set, game):
     pooled, _, _, _ = corpus_ingests
+    with sqlite3.connect(pooled) as conn:
+        retried = conn.execute("select count(*) from files where status in ('failed', 'partial')").fetchone()[0]
+    assert retried >= 1
     _, summary, _ = ingest(*ingest_set.inputs, "--db", str(pooled), "--workers", "0", "--depth", "summary",
                            "--retry-failed")
-    assert summary["counts"]["parsed"] == 1  # only the failure is tried again
+    assert summary["counts"]["parsed"] == retried  # only the failed and partial files are tried again
     target = game("tests/replays/1v1.SC2Replay")
     _, summary, _ = ingest(str(target), "--db", str(pooled), "--workers", "0", "--depth", "stats")
     assert summary["counts"]["parsed"] == 1 and summary["counts"]["ok"] == 1
