@@ -20,6 +20,7 @@ IMPORT_OWNERS = {
     "pebble": {"runner.py"},
     "dask": {"cluster.py"},
     "distributed": {"cluster.py"},
+    "pyarrow": {"export_files.py"},  # the optional parquet extra: imported only when writing Parquet
 }
 
 
