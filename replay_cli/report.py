@@ -76,8 +76,14 @@ class Tally:
                 self.failures.append({"path": result["source"], **error})
 
     def add_stored(self, stored: BatchCounts) -> None:
+        """Count what a batch stored; a file whose rows could not be written is listed as a failure."""
         for key in ("ok", "partial", "duplicate", "failed"):
             self.counts[key] += getattr(stored, key)
+        for path, error_type, message in stored.store_errors:
+            self.failure_groups[("store_error", error_type, "unknown")] += 1
+            if len(self.failures) < MAX_FAILURES_LISTED:
+                self.failures.append({"path": path, "kind": "store_error", "type": error_type, "message": message,
+                                      "stage": "store", "release": None})
 
     def count_dict(self) -> dict[str, int]:
         """Return the counts under COUNT_KEYS, as the runs table and the summary hold them."""

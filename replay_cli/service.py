@@ -17,10 +17,11 @@ import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from replay_cli.archive import archive_bytes
+from replay_cli.archive import archive_bytes, archive_path
 from replay_cli.backend import BackendBroken
 from replay_cli.defaults import (
     DEFAULT_MAX_BYTES,
@@ -144,13 +145,27 @@ class ReplayParser:
         self._run_id = self._store.begin_run("service", {"archive": self.archive_dir}, self.workers, self.depth)
 
     def _store_one(self, result: Result, data: bytes | None) -> str:
+        """Archive the upload, commit its rows, and take the archived copy back if they were not committed.
+
+        The archive must never hold a replay the database does not know: a re-upload would find it
+        archived and a reader of the archive would see a game missing from every table.
+        """
         from replay_cli.store import FileStat
 
         sha256 = result["sha256"]
         path = f"{UPLOAD_PREFIX}{sha256 or result['source']}"
+        created = None
         if self.archive_dir and data is not None and sha256 and result["status"] != STATUS_FAILED:
-            path = str(archive_bytes(self.archive_dir, sha256, data))
-        counts = self._store.save_batch([(FileStat(path, result["size"] or 0, 0), result)], self._run_id)
+            existed = archive_path(self.archive_dir, sha256).exists()
+            archived = archive_bytes(self.archive_dir, sha256, data)
+            path, created = str(archived), None if existed else archived
+        try:
+            counts = self._store.save_batch([(FileStat(path, result["size"] or 0, 0), result)], self._run_id)
+        except BaseException:
+            _unarchive(created)
+            raise
+        if counts.store_errors:
+            _unarchive(created)
         status = next(key for key in ("ok", "partial", "duplicate", "failed") if getattr(counts, key))
         self._counts["parsed"] += 1
         self._counts[status] += 1
@@ -163,3 +178,8 @@ class ReplayParser:
         self._store.close()
         self._store = None
 
+
+def _unarchive(created: Path | None) -> None:
+    """Remove an archived copy this upload created; one that existed before belongs to stored rows."""
+    if created is not None:
+        created.unlink(missing_ok=True)
