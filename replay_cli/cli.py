@@ -41,6 +41,19 @@ depth_option = click.option(
     "full: + computed APM (slowest).",
 )
 
+# The bounds every parse runs under, in `ingest` and `parse` alike: hostile files arrive through both.
+timeout_option = click.option(
+    "--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT_S, show_default=True,
+    envvar="REPLAYCLI_TIMEOUT", help="Seconds one file may take before its parsing process is killed "
+                                     "(env REPLAYCLI_TIMEOUT).")
+max_memory_option = click.option(
+    "--max-memory", type=click.IntRange(min=0), default=DEFAULT_MAX_MEMORY // 2**20, show_default=True,
+    envvar="REPLAYCLI_MAX_MEMORY", help="Memory cap per parsing process in MiB, 0 for none (env REPLAYCLI_MAX_MEMORY).")
+max_size_option = click.option(
+    "--max-size", type=click.IntRange(min=1), default=DEFAULT_MAX_BYTES // 2**20, show_default=True,
+    envvar="REPLAYCLI_MAX_SIZE", help="Files larger than this many MiB are too_large, never read "
+                                      "(env REPLAYCLI_MAX_SIZE).")
+
 
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name="replaycli")
@@ -63,13 +76,19 @@ def cli() -> None:
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @depth_option
+@timeout_option
+@max_memory_option
+@max_size_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (an array for several files).")
 @click.option("--nl", is_flag=True, help="Print one JSON object per line.")
-def parse(files: tuple[str, ...], depth: str, as_json: bool, nl: bool) -> None:
+def parse(files: tuple[str, ...], depth: str, timeout: float, max_memory: int, max_size: int, as_json: bool,
+          nl: bool) -> None:
     """Parse replays and print them, without touching any database.
 
     FILE may be - to read replay bytes from stdin. Exit 0 when every file parsed (fully or
     partially), 1 when any failed: its error object is still printed in --json/--nl modes.
+    Each file is parsed in a child process under the same bounds as `ingest`: a bomb or a hang
+    ends as a `memory` or `timeout` failure within the timeout, never as a stuck command.
 
     \b
     Example:
@@ -77,7 +96,7 @@ def parse(files: tuple[str, ...], depth: str, as_json: bool, nl: bool) -> None:
         replaycli parse --json --depth summary a.SC2Replay b.SC2Replay
         curl -s https://example.org/x.SC2Replay | replaycli parse - --nl
     """
-    from replay_cli.parse import parse_file, parse_replay
+    from replay_cli.isolate import parse_bounded
     from replay_cli.render import make_console, print_parse_summary, write_json, write_json_line
 
     if as_json and nl:
@@ -86,10 +105,9 @@ def parse(files: tuple[str, ...], depth: str, as_json: bool, nl: bool) -> None:
         raise click.UsageError("stdin (-) can be read only once.")
     results: list[dict[str, Any]] = []
     for name in files:
-        if name == STDIN_MARKER:
-            result = parse_replay(sys.stdin.buffer.read(), depth, source=STDIN_MARKER)
-        else:
-            result = parse_file(name, depth)
+        stdin = sys.stdin.buffer if name == STDIN_MARKER else None
+        result = parse_bounded(name, stdin, depth, timeout=timeout, max_memory=_mebibytes(max_memory),
+                               max_bytes=max_size * 2**20)
         if nl:
             write_json_line(result)
         results.append(dict(result))
@@ -119,19 +137,16 @@ def _mebibytes(value: int | None) -> int | None:
 
 
 @cli.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(allow_dash=True))
+@click.argument("inputs", nargs=-1, type=click.Path(allow_dash=True))
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), default="replays.db", envvar="REPLAYCLI_DB",
               show_default=True, help="SQLite database to write (env REPLAYCLI_DB).")
 @depth_option
 @click.option("-w", "--workers", type=click.IntRange(min=0), default=default_workers,
               envvar=list(WORKERS_ENV), show_default="CPU count - 1",
               help="Worker processes; 0 parses in this process (env REPLAYCLI_WORKERS or WORKER_PROCESSES).")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT_S, show_default=True,
-              help="Seconds one file may take before its worker is killed.")
-@click.option("--max-memory", type=click.IntRange(min=0), default=DEFAULT_MAX_MEMORY // 2**20, show_default=True,
-              help="Memory cap per worker in MiB (0: no cap).")
-@click.option("--max-size", type=click.IntRange(min=1), default=DEFAULT_MAX_BYTES // 2**20, show_default=True,
-              help="Files larger than this many MiB are recorded as too_large, never read.")
+@timeout_option
+@max_memory_option
+@max_size_option
 @click.option("--force", is_flag=True, help="Re-parse every file, even unchanged ones.")
 @click.option("--retry-failed", is_flag=True, help="Re-parse files that failed or were partial before.")
 @click.option("--null", "null_separated", is_flag=True, help="Paths read from stdin (-) are NUL-separated.")
@@ -146,19 +161,30 @@ def _mebibytes(value: int | None) -> int | None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="Log one timing line per file on stderr.")
 @click.option("--log-file", type=click.Path(dir_okay=False), help="Append per-file timing lines to this file.")
+@click.option("--watch", is_flag=True, help="After ingesting, keep running: ingest each new or changed replay "
+              "once it is complete, until Ctrl-C. With --json: one JSON line per committed file.")
+@click.option("--settle", type=click.FloatRange(min=0.1), default=None, show_default="2",
+              help="With --watch: seconds a file must stand still (and be a whole archive) before it is read.")
+@click.option("--rescan", type=click.FloatRange(min=0.5), default=None, show_default="30",
+              help="With --watch: seconds between rescans of the folders, which catch what events miss.")
+@click.option("--no-events", is_flag=True, help="With --watch: rescans only, no filesystem events "
+              "(network or Wine folders that deliver none).")
 def ingest(inputs: tuple[str, ...], db_path: str, depth: str, workers: int, timeout: float, max_memory: int,
            max_size: int, force: bool, retry_failed: bool, null_separated: bool, archive_dir: str | None,
            scheduler: str | None, shared_fs: bool, batch_size: int | None, as_json: bool, quiet: bool,
-           verbose: bool, log_file: str | None) -> None:
+           verbose: bool, log_file: str | None, watch: bool, settle: float | None, rescan: float | None,
+           no_events: bool) -> None:
     """Parse every replay under INPUTS into the database, in parallel and incrementally.
 
-    INPUTS are files and folders (walked recursively); - reads a list of paths from stdin.
+    INPUTS are files and folders (walked recursively); - reads a list of paths from stdin;
+    none means the game's own replay folders (see `replaycli where`).
     Unchanged files already stored are skipped, so re-running is cheap and safe; one bad
     file never stops the batch: it is recorded with its reason (see `replaycli failures`).
 
     \b
     Example:
         replaycli ingest ~/Replays
+        replaycli ingest --watch
         replaycli ingest --depth summary --workers 4 --db pack.db packs/
         find . -name '*.SC2Replay' -print0 | replaycli ingest --null -
 
@@ -176,6 +202,8 @@ def ingest(inputs: tuple[str, ...], db_path: str, depth: str, workers: int, time
     if (shared_fs or batch_size) and not scheduler:
         raise click.UsageError("--shared-fs and --batch-size apply only with --scheduler.")
     console = make_console(stderr=True)
+    inputs = inputs or _game_folders(console)
+    settings = _watch_settings(watch, inputs, settle, rescan, no_events)
     _configure_logging(verbose, log_file)
     options = IngestOptions(depth=depth, workers=workers, timeout=timeout, max_memory=_mebibytes(max_memory),
                             max_bytes=max_size * 2**20, force=force, retry_failed=retry_failed,
@@ -183,6 +211,9 @@ def ingest(inputs: tuple[str, ...], db_path: str, depth: str, workers: int, time
     run_options = {"inputs": list(inputs), "depth": depth, "workers": workers, "timeout": timeout,
                    "force": force, "retry_failed": retry_failed, "max_memory_mib": max_memory, "max_size_mib": max_size,
                    "scheduler": scheduler, "archive": archive_dir}
+    if settings is not None:
+        sys.exit(_run_watch(db_path, inputs, options, settings, run_options, console=console, quiet=quiet,
+                            as_json=as_json, backend=_parse_backend(scheduler, options, batch_size, shared_fs)))
     try:
         tally = _run_ingest(db_path, inputs, options, run_options, console=console, quiet=quiet,
                             null_separated=null_separated,
@@ -224,6 +255,80 @@ def _run_ingest(db_path: str, inputs: tuple[str, ...], options: IngestOptions, r
                                 run_options=run_options, backend=parse_backend)
         finally:
             stop_pool_helpers()  # no process this command started may outlive it
+
+
+def _game_folders(console: Any) -> tuple[str, ...]:
+    """The game's replay folders, for an ingest given no INPUTS; say which on stderr, or exit 2 when none."""
+    import os
+    from pathlib import Path
+
+    from replay_cli.render import safe
+    from replay_cli.where import find_replay_folders, search_roots
+
+    found = find_replay_folders(Path.home(), os.environ)
+    if not found:
+        looked = "\n  ".join(safe(place, 500) for place in search_roots(Path.home(), os.environ).looked_in())
+        raise click.UsageError(f"no INPUTS given and no StarCraft II replay folder found. Looked in:\n  {looked}")
+    for folder in found:
+        console.print(f"ingesting {safe(folder.path, 500)} ({folder.replays} replays)", markup=False,
+                      highlight=False, soft_wrap=True)
+    return tuple(folder.path for folder in found)
+
+
+def _watch_settings(watch: bool, inputs: tuple[str, ...], settle: float | None, rescan: float | None,
+                    no_events: bool) -> Any:
+    """Check the --watch options; return WatchSettings, or None without --watch."""
+    import os
+
+    from replay_cli.watch import DEFAULT_RESCAN_S, DEFAULT_SETTLE_S, WatchSettings
+
+    if not watch:
+        if settle is not None or rescan is not None or no_events:
+            raise click.UsageError("--settle, --rescan and --no-events apply only with --watch.")
+        return None
+    for item in inputs:
+        if item == STDIN_MARKER or not os.path.isdir(item):
+            raise click.UsageError(f"--watch watches folders: {item!r} is not one.")
+    return WatchSettings(settle_s=DEFAULT_SETTLE_S if settle is None else settle,
+                         rescan_s=DEFAULT_RESCAN_S if rescan is None else rescan, events=not no_events)
+
+
+def _run_watch(db_path: str, inputs: tuple[str, ...], options: IngestOptions, settings: Any,
+               run_options: dict[str, Any], *, console: Any, quiet: bool, as_json: bool, backend: Any) -> int:
+    """Ingest, then watch the folders until SIGINT/SIGTERM; return the exit code (130/143, or 3 on an error)."""
+    import os
+
+    from replay_cli.errors import ReplayCliError
+    from replay_cli.exitcodes import exit_code_for_signal
+    from replay_cli.render import WatchDisplay, error_text, write_json_line
+    from replay_cli.runner import stop_pool_helpers
+    from replay_cli.signals import StopSignals
+    from replay_cli.store import open_store
+    from replay_cli.watch import watch_folders
+
+    folders = tuple(os.path.abspath(item) for item in inputs)
+
+    def committed(stored: Any) -> None:
+        if as_json:
+            write_json_line(stored.as_json())
+        display.committed(stored.as_json())
+
+    try:
+        with open_store(db_path) as store, backend as parse_backend, StopSignals() as stop, \
+                WatchDisplay(console, folders=len(folders), quiet=quiet) as display:
+            report = watch_folders(store, lambda: folders, options, settings, progress=display, on_commit=committed,
+                                   on_run=display.run_done, stop_requested=stop, run_options=run_options,
+                                   backend=parse_backend)
+    except ReplayCliError as exc:
+        console.print(error_text(str(exc)), soft_wrap=True)
+        return EXIT_FATAL
+    finally:
+        stop_pool_helpers()
+    if not quiet:
+        counts = report.counts
+        console.print(f"Watch stopped: {counts['parsed']} parsed, {counts['ok']} ok, {counts['failed']} failed "
+                      f"in {report.runs} runs; everything finished is committed.", markup=False, highlight=False)
+    return exit_code_for_signal(report.stopped_by) if report.stopped_by is not None else EXIT_OK
 
 
 def _parse_backend(scheduler: str | None, options: Any, batch_size: int | None, shared_fs: bool) -> Any:

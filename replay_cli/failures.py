@@ -7,6 +7,7 @@ their failures here, so a `failed` row reads the same whoever noticed the proble
 from __future__ import annotations
 
 import os
+import signal
 import stat
 
 from replay_cli import __version__
@@ -86,3 +87,13 @@ def not_regular_result(path: str, info: os.stat_result) -> Result | None:
         return None
     return failed_result(path, "not_regular_file", "NotRegularFile",
                          f"not a regular file (mode {stat.filemode(info.st_mode)})", "read")
+
+
+def describe_exit(exitcode: int | None, who: str = "worker") -> str:
+    """Name the signal or exit code that ended a process that was parsing."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"{who} killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"{who} killed by signal {-exitcode}"
+    return f"{who} exited with code {exitcode}"

@@ -37,6 +37,7 @@ from replay_cli.extract import (
     upgrade_records,
 )
 from replay_cli.failures import exception_line, failed_result
+from replay_cli.filters import IngestFilters, Rejection
 from replay_cli.meter import peak_since, reset_peak
 from replay_cli.quality import (
     REASON_LOBBY_UNVERIFIED,
@@ -54,6 +55,7 @@ from replay_cli.result import (
     DEPTHS,
     INCOMPLETE_REASONS,
     SCHEMA_VERSION,
+    STATUS_FILTERED,
     STATUS_OK,
     STATUS_PARTIAL,
     Depth,
@@ -188,6 +190,14 @@ def _tolerant_replay_class() -> Any:
     # where its messages are counted (and never printed) like those of the class it extends.
     TolerantReplay.__module__ = base.__module__
     return TolerantReplay
+
+
+def preload(depth: str) -> None:
+    """Import sc2reader and build what parsing at `depth` needs, so that forked children inherit it."""
+    _tolerant_replay_class()
+    _engine(depth)
+    if depth == "summary":
+        _engine(LOBBY_CHECK)
 
 
 def _read(data: bytes, level: int, engine: Any) -> Any:
@@ -339,16 +349,25 @@ def _incomplete_error(quality: Quality, stage: str, release: str | None) -> Erro
             "stage": stage, "release": release}
 
 
-def parse_replay(data: bytes, depth: Depth | str = DEFAULT_DEPTH, *, source: str | None = None) -> Result:
+def parse_replay(data: bytes, depth: Depth | str = DEFAULT_DEPTH, *, source: str | None = None,
+                 filters: IngestFilters | None = None) -> Result:
     """Parse replay bytes to `depth`; never raises for a bad replay.
 
     When a deeper stage fails the deepest depth that worked is returned with status "partial"
     and the failing stage in `error`; only a replay with no usable summary is "failed". A result
     whose content is incomplete (see quality.py) or had to be bounded (bounds.py) is "partial" too,
-    with the reasons in `quality`.
+    with the reasons in `quality`. A replay that `filters` leave out comes back with status
+    "filtered" and the rule in `error`, decided on its header or summary before any deeper parse.
     """
     if depth not in DEPTHS:
         raise ValueError(f"unknown depth {depth!r}; choose one of {', '.join(DEPTHS)}")
+    if filters is not None and filters.active:
+        return _parse_filtered(data, depth, source, filters)
+    return _parse(data, depth, source)
+
+
+def _parse(data: bytes, depth: str, source: str | None) -> Result:
+    """Parse replay bytes to a valid `depth` (parse_replay without filters)."""
     wall_start, cpu_start, peak_reset = time.perf_counter(), time.process_time(), reset_peak()
     sha256 = hashlib.sha256(data).hexdigest()
     attempts = _parse_deepest(data, sha256, depth)
@@ -391,7 +410,8 @@ def parse_replay(data: bytes, depth: Depth | str = DEFAULT_DEPTH, *, source: str
     }
 
 
-def parse_file(path: str, depth: Depth | str = DEFAULT_DEPTH, max_bytes: int = DEFAULT_MAX_BYTES) -> Result:
+def parse_file(path: str, depth: Depth | str = DEFAULT_DEPTH, max_bytes: int = DEFAULT_MAX_BYTES, *,
+               filters: IngestFilters | None = None) -> Result:
     """Read and parse one replay file; the function worker processes run. Never raises."""
     started = time.perf_counter()
     data = read_replay_file(path, max_bytes)
@@ -399,4 +419,60 @@ def parse_file(path: str, depth: Depth | str = DEFAULT_DEPTH, max_bytes: int = D
         data["depth_requested"] = depth
         data["parse_seconds"] = round(time.perf_counter() - started, 4)
         return data
-    return parse_replay(data, depth, source=path)
+    return parse_replay(data, depth, source=path, filters=filters)
+
+
+def _parse_filtered(data: bytes, depth: str, source: str | None, filters: IngestFilters) -> Result:
+    """Parse what the filters keep; decide them on the header, then the summary, before any deeper parse.
+
+    At summary depth the parse itself is the summary, so it is checked afterwards at no extra cost.
+    A replay whose header or summary cannot be read is parsed as usual, and fails as usual.
+    """
+    wall_start, cpu_start, peak_reset = time.perf_counter(), time.process_time(), reset_peak()
+    rejection, stage = filters.check_header(*_header_build_and_loops(data)), "header"
+    if rejection is None and filters.needs_summary and depth != "summary":
+        rejection, stage = _summary_rejection(data, filters), "summary"
+    if rejection is None:
+        result = _parse(data, depth, source)
+        if depth != "summary" or result["replay"] is None:
+            return result
+        rejection, stage = filters.check_rows(result["replay"], result["players"]), "summary"
+        if rejection is None:
+            return result
+    result = failed_result(source, "filtered", rejection.rule, rejection.detail, stage, depth=depth,
+                           sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                           seconds=time.perf_counter() - wall_start)
+    result["status"] = STATUS_FILTERED
+    result["cpu_seconds"] = round(time.process_time() - cpu_start, 4)
+    result["peak_rss_bytes"], result["peak_rss_scope"] = peak_since(peak_reset)
+    result["parser"] = _parser_versions()
+    return result
+
+
+def _header_build_and_loops(data: bytes) -> tuple[int | None, int | None]:
+    """Read the build and game loops from the replay header alone (sc2reader load level 0's data).
+
+    Read straight from the MPQ user-data header: constructing sc2reader's Replay even at level 0
+    builds every event reader, which costs more than the decoding itself.
+    """
+    try:
+        import mpyq
+        from sc2reader.decoders import BitPackedDecoder
+
+        archive = mpyq.MPQArchive(io.BytesIO(data), listfile=False)
+        header = BitPackedDecoder(archive.header["user_data_header"]["content"]).read_struct()
+        return int(list(header[1].values())[4]), int(header[3])
+    except Exception:  # worker boundary: an unreadable header leaves the decision to the summary
+        return None, None
+
+
+def _summary_rejection(data: bytes, filters: IngestFilters) -> Rejection | None:
+    """Decide the filters on the summary depth's rows; None (keep) when the summary cannot be read."""
+    try:
+        replay, _reasons, _notes = _load(data, "summary")
+        meta, _state = read_gamemetadata(replay)
+        players = player_rows(replay, meta)
+        row = replay_row(replay, "", meta, "summary")
+    except Exception:  # worker boundary: the full parse records why this replay cannot be read
+        return None
+    return filters.check_rows(row, players)

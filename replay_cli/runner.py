@@ -12,7 +12,6 @@ import itertools
 import logging
 import multiprocessing
 import os
-import resource
 import select
 import signal
 import threading
@@ -26,7 +25,8 @@ from pebble.common.types import RemoteTraceback
 
 from replay_cli.backend import BackendBroken, Executor, Job, Settled, StopCheck, run_jobs
 from replay_cli.defaults import MAX_TASKS_PER_WORKER
-from replay_cli.failures import failure_from, one_line
+from replay_cli.failures import describe_exit, failure_from, one_line
+from replay_cli.limits import cap_address_space
 from replay_cli.parse import parse_file
 from replay_cli.result import Result
 
@@ -273,7 +273,7 @@ def classify_worker_failure(exc: BaseException, source: str | None, depth: str,
     if isinstance(exc, TimeoutError) and not remote:
         kind, message = "timeout", f"parse took longer than {timeout or 0:g} s; worker killed"
     elif isinstance(exc, ProcessExpired):
-        kind, message = "worker_crash", _describe_exit(exc.exitcode)
+        kind, message = "worker_crash", describe_exit(exc.exitcode)
     elif isinstance(exc, MemoryError):
         kind, message = "memory", f"out of memory under the worker cap: {exc}"
     elif remote or not isinstance(exc, _POOL_ERRORS):
@@ -283,28 +283,13 @@ def classify_worker_failure(exc: BaseException, source: str | None, depth: str,
     return failure_from(source, depth, kind, exc, message)
 
 
-def _describe_exit(exitcode: int | None) -> str:
-    """Name the signal or exit code that ended a worker."""
-    if exitcode is not None and exitcode < 0:
-        try:
-            return f"worker killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"worker killed by signal {-exitcode}"
-    return f"worker exited with code {exitcode}"
-
-
 def _init_worker(max_memory: int | None, parent_pid: int) -> None:
     """Cap memory, ignore Ctrl-C, silence sc2reader and die with the parent."""
     # Workers never talk to the user: their failures come back as data. pebble logs an
     # initializer error on the root logger, which without a handler prints a traceback to
     # the terminal; the parent reports the broken pool in one line instead.
     logging.getLogger().addHandler(logging.NullHandler())
-    if max_memory:
-        # RLIMIT_AS turns a decompression bomb into a MemoryError inside this worker, not an OOM kill
-        # of whatever the kernel picks.
-        _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        cap = max_memory if hard == resource.RLIM_INFINITY else min(max_memory, hard)
-        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    cap_address_space(max_memory)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
     logging.getLogger("sc2reader").setLevel(logging.CRITICAL)
     logging.getLogger("sc2reader").propagate = False
