@@ -10,7 +10,8 @@ traceback, exit 0 or 1, every stored replay has its players, the database is int
 replay is stored, and no process outlives the CLI.
 
 Every run prints its seed; `REPLAYCLI_FUZZ_SEED=<seed> pytest tests/test_fuzz.py` rebuilds exactly
-the same inputs, and `mutant_at(fuzz_seeds(), seed, index)` rebuilds one of them.
+the same inputs, and `mutant_at(fuzz_seeds(), seed, index)` rebuilds one of them. A bigger run is
+the same test with `REPLAYCLI_FUZZ_COUNT=50000`.
 """
 
 from __future__ import annotations
@@ -50,8 +51,10 @@ REAL_SEEDS = 30  # the smallest distinct real replays, when the corpus is presen
 # A mutant that makes a worker spin is killed after this long (and re-run alone to confirm), so a
 # handful of hangs cannot eat the run's time budget; healthy replays parse in milliseconds.
 FILE_TIMEOUT_S = 5
-RUN_DEADLINE_S = 600  # far beyond a healthy run: only a wedged CLI reaches it
-CHILDREN_GONE_S = 2.0  # the same budget Ctrl-C has to stop the pool
+# Far beyond a healthy run (tens of milliseconds a file, even on a loaded machine): only a wedged CLI
+# reaches it, at the default count or at a bigger one.
+RUN_DEADLINE_S = max(600, FUZZ_COUNT // 5)
+CHILDREN_GONE_S = 2.0  # how long a leftover is watched after the exit, to say whether it goes at all
 SAMPLE_INTERVAL_S = 0.05
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 FAMILY_CHECK_COUNT = 600  # enough for the rarest family to turn up many times
@@ -136,7 +139,8 @@ class IngestRun:
     stderr: str
     seconds: float
     children: set[int]
-    left_behind: set[int]
+    alive_at_exit: set[int]  # children still running the moment the CLI had exited
+    gone_after_s: float  # how long after the exit the last of them was gone (polled up to 2 s)
     cpu_seconds: dict[int, float]  # pid -> CPU time at its last sample: the CLI's own and its workers'
 
 
@@ -181,14 +185,14 @@ def run_ingest(replaycli: ReplayCli, folder: Path, db: Path, depth: str, logs: P
         stop.set()
         watcher.join()
     seconds = time.monotonic() - started
-    deadline = time.monotonic() + CHILDREN_GONE_S
-    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+    at_exit = {pid for pid in children if alive(pid)}
+    for pid in list(at_exit):
+        at_exit |= descendants(pid)
+    exited = time.monotonic()
+    while any(alive(pid) for pid in at_exit) and time.monotonic() < exited + CHILDREN_GONE_S:
         time.sleep(SAMPLE_INTERVAL_S)
-    left = {pid for pid in children if alive(pid)}
-    for pid in list(left):
-        left |= descendants(pid)
     return IngestRun(depth, proc.pid, code, out.read_text("utf-8", "replace"), err.read_text("utf-8", "replace"),
-                     seconds, children, left, cpu)
+                     seconds, children, at_exit, time.monotonic() - exited, cpu)
 
 
 def _describe_paths(inputs: Inputs, paths: list[str], limit: int = 5) -> str:
@@ -230,8 +234,10 @@ def check_run(run: IngestRun) -> list[str]:
             problems.append(f"{what}: the JSON summary says exit {summary_code}, the process exited {run.exit_code}")
     if not run.children:
         problems.append(f"{what}: no worker process was ever seen below the CLI")
-    if run.left_behind:
-        problems.append(f"{what}: processes alive {CHILDREN_GONE_S} s after exit: {sorted(run.left_behind)}")
+    if run.alive_at_exit:
+        # A script may move or delete the folder the moment ingest returns: nothing of it may still run.
+        problems.append(f"{what}: {sorted(run.alive_at_exit)} still running when the CLI had exited "
+                        f"(gone {run.gone_after_s:.2f} s later, polled up to {CHILDREN_GONE_S} s)")
     return problems
 
 
@@ -315,7 +321,8 @@ def report(inputs: Inputs, statuses: Statuses, runs: list[IngestRun], build_s: f
     for run in runs:
         main_cpu = run.cpu_seconds.get(run.pid, 0.0)
         lines.append(f"[fuzz] ingest --depth {run.depth}: exit {run.exit_code} in {run.seconds:.1f} s, "
-                     f"{len(run.children)} child processes seen; CPU seconds (sampled): CLI {main_cpu:.1f}, "
+                     f"{len(run.children)} child processes seen, {len(run.alive_at_exit)} alive at its exit; "
+                     f"CPU seconds (sampled): CLI {main_cpu:.1f}, "
                      f"children {sum(run.cpu_seconds.values()) - main_cpu:.1f}")
     lines.append(f"[fuzz] building inputs {build_s:.1f} s; whole test {total_s:.1f} s; "
                  f"reproduce with REPLAYCLI_FUZZ_SEED={FUZZ_SEED}")
