@@ -10,7 +10,8 @@ traceback, exit 0 or 1, every stored replay has its players, the database is int
 replay is stored, and no process outlives the CLI.
 
 Every run prints its seed; `REPLAYCLI_FUZZ_SEED=<seed> pytest tests/test_fuzz.py` rebuilds exactly
-the same inputs, and `mutant_at(fuzz_seeds(), seed, index)` rebuilds one of them. A bigger run is
+the same inputs (the real corpus present or absent as it was), and `mutant_at(fuzz_seeds(), seed,
+index)` rebuilds one of them. A bigger run is
 the same test with `REPLAYCLI_FUZZ_COUNT=50000`.
 """
 
@@ -78,24 +79,25 @@ def fuzz_seeds() -> list[SeedReplay]:
         try:
             seeds.append(SeedReplay.load(path.name, path.read_bytes()))
         except ArchiveError:
-            continue  # the deliberately corrupt sample has no archive to mutate
+            continue  # a sample the reader cannot open has nothing to mutate
     cheap = [index for index in range(SYNTH_SEEDS * len(SCENARIOS)) if SCENARIOS[index % len(SCENARIOS)] in CHEAP_SCENARIOS]
     for index in cheap[:SYNTH_SEEDS]:
         seeds.append(SeedReplay.load(f"synth-{index}", write_replay(describe_game(SYNTH_CATALOGUE, index), "zlib")))
     corpus = replays_dir()
-    if (corpus / "MANIFEST.tsv").is_file():
-        seen: set[bytes] = set()
-        for path in sorted(corpus.rglob("*.SC2Replay"), key=lambda p: (p.stat().st_size, p.as_posix())):
-            data = path.read_bytes()
-            if data in seen:
-                continue
-            seen.add(data)
-            try:
-                seeds.append(SeedReplay.load(f"real:{path.relative_to(corpus)}", data))
-            except ArchiveError:
-                continue  # encrypted or empty archives are not seeds
-            if len(seen) >= REAL_SEEDS:
-                break
+    if not (corpus / "MANIFEST.tsv").is_file():
+        return seeds
+    seen: set[bytes] = set()
+    for path in sorted(corpus.rglob("*.SC2Replay"), key=lambda p: (p.stat().st_size, p.as_posix())):
+        data = path.read_bytes()
+        if data in seen:
+            continue
+        seen.add(data)
+        try:
+            seeds.append(SeedReplay.load(f"real:{path.relative_to(corpus)}", data))
+        except ArchiveError:
+            continue  # encrypted or empty archives are not seeds
+        if sum(seed.name.startswith("real:") for seed in seeds) >= REAL_SEEDS:
+            break
     return seeds
 
 
