@@ -12,6 +12,7 @@ Configurations, per file:
   then extract.py's player_stats_rows, unit_records and upgrade_records: today's stats records;
 * direct -- from an (untimed) level-2 replay: read the raw `replay.tracker.events` member the
   way sc2reader does, then `tracker.stats_records`: the same three record lists;
+* read -- the member read alone (MPQ lookup and bzip2), the part of `direct` sc2reader shares;
 * decode -- `tracker.decode_events` alone on the (untimed) raw member: the generic decoder.
 
 "sc2reader's records" is l3 - l2: what level 3 and the extraction add over a summary load.
@@ -51,7 +52,7 @@ LOTV_MIN_BUILD = 34784  # Legacy of the Void: base_build >= 34784
 QUICK_STRIDE = 4
 DEFAULT_ROUNDS = 3
 MS_PER_S = 1000.0
-CONFIGS = ("l2", "l3", "direct", "decode")
+CONFIGS = ("l2", "l3", "direct", "read", "decode")
 
 
 def corpus_paths(corpus: Path) -> list[Path]:
@@ -121,6 +122,7 @@ class Replay:
             "l2": lambda: load(self.data, 2, None),
             "l3": lambda: reference(self.data),
             "direct": lambda: direct(self.summary),
+            "read": lambda: member(self.summary),
             "decode": lambda: tracker.decode_events(self.raw),
         }[config]
 
@@ -138,7 +140,8 @@ def prepare(paths: list[Path]) -> list[Replay]:
             raw = member(summary)
             if not raw or not summary.players:
                 continue
-            if tuple(direct(summary)) != reference(data):
+            records = direct(summary)
+            if (records.player_stats, records.units, records.upgrades) != reference(data):
                 print(f"skipped (records differ): {path}", file=sys.stderr)
                 continue
         except Exception:  # either path refuses it (GameHeart, corrupt): nothing to compare
@@ -179,6 +182,7 @@ def report(title: str, replays: list[Replay]) -> None:
         print(f"{name:<34} {statistics.median(values) * MS_PER_S:8.2f} {sum(values):8.2f}")
     print(f"\n{'ratio':<34} {'of med':>6} {'total':>6} {'med/file':>8}")
     print(f"{'direct / (l3 - l2)':<34} {_ratios(columns['direct'], records)}")
+    print(f"{'read / (l3 - l2)':<34} {_ratios(columns['read'], records)}")
     print(f"{'decode / (l3 - l2)':<34} {_ratios(columns['decode'], records)}")
     with_summary = [a + b for a, b in zip(columns["l2"], columns["direct"])]
     print(f"{'(l2 + direct) / l3':<34} {_ratios(with_summary, columns['l3'])}")

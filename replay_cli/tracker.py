@@ -22,11 +22,12 @@ from replay_cli.tracker_names import BUILDINGS, DATAPACKS, KNOWN, TITLES, WORKER
 
 # Value type bytes of the versioned encoding.
 _ARRAY, _BITARRAY, _BLOB, _CHOICE, _OPTIONAL, _STRUCT, _U8, _U32, _U64, _VINT = range(10)
-# Every event starts with its game-loop delta as a choice (03, tag, 09, vint) and its id as a vint;
-# the choice tag (zig-zag encoded) names one of four integer widths, all written as vints.
+# Every event starts with its game-loop delta as a choice (03, tag, 09, varint) and its id as a
+# varint; the choice tag names one of four integer widths, all of them written as varints.
 _DELTA_TAGS = frozenset({0, 2, 4, 6})
-# A 64-bit value zig-zag encoded needs at most ten vint bytes; more can only be garbage, and an
-# unbounded run of continuation bytes would make the integer grow quadratically.
+# Varints carry the sign in bit 0 of the first byte and seven bits per byte after six. A 64-bit
+# value needs at most ten bytes; more can only be garbage, and an unbounded run of continuation
+# bytes would make the integer, and the time to build it, grow without limit.
 _MAX_VINT_SHIFT = 6 + 7 * 9
 _MAX_DEPTH = 16  # tracker events nest three levels deep; garbage must not exhaust the stack
 _LOOP_WRAP = 1 << 32  # sc2reader keeps the low 32 bits of the accumulated game loop
@@ -42,7 +43,7 @@ _UPGRADE, _UNIT_INIT, _UNIT_DONE, _UNIT_POSITIONS, _PLAYER_SETUP = range(5, 10)
 FRIENDLY_FIRE_FIRST_BUILD = 26490
 _STATS_TAGS = frozenset(range(33))
 _STATS_TAGS_WITH_FRIENDLY_FIRE = frozenset(range(39))
-# From this build unit died events carry the killing unit; before it, coordinates were coarser.
+# From this build on, unit died events carry the killing unit's tag, which sc2reader reads.
 KILLER_UNIT_FIRST_BUILD = 27950
 FOOD_FIXED_POINT = 4096.0  # supply is stored times 4096
 
@@ -103,10 +104,11 @@ class StatsRecords(NamedTuple):
     player_stats: list[PlayerStatsRow]
     units: list[dict[str, Any]]
     upgrades: list[dict[str, Any]]
+    event_count: int  # tracker events read: 0 where sc2reader's replay.tracker_events is empty
 
 
 def _vint(data: bytes, pos: int) -> tuple[int, int]:
-    """Read one zig-zag varint at pos; return (value, next position)."""
+    """Read one varint at pos; return (value, next position)."""
     byte = data[pos]
     pos += 1
     value = (byte & 0x7F) >> 1
@@ -225,7 +227,7 @@ def _fixed(data: bytes, pos: int, kind: int) -> tuple[Any, int]:
     elif kind == _BITARRAY:
         bits, pos = _vint(data, pos)
         if bits < 0 or bits % 8:
-            # sc2reader leaves the stream mid-byte after such an array and misreads what follows.
+            # No tracker event has a bit array; a partial byte would need sc2reader's bit order.
             raise TrackerError(f"bit array of {bits} bits at byte {pos} is not byte aligned")
         width = bits // 8
     else:
@@ -473,4 +475,4 @@ def stats_records(
         units = _unit_records(events, known, player_pids, observer_pids)
     except (KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
         raise TrackerError(f"malformed tracker event: {type(exc).__name__}: {exc}") from exc
-    return StatsRecords(player_stats, units if known else [], upgrades)
+    return StatsRecords(player_stats, units if known else [], upgrades, len(events))

@@ -84,7 +84,8 @@ def reference_rows(data: bytes) -> dict[str, Any] | None:
     if not replay.players or not replay.frames:
         return None
     units = extract.unit_records(replay)
-    return _rows(replay, extract.player_stats_rows(replay), units, extract.upgrade_records(replay))
+    rows = _rows(replay, extract.player_stats_rows(replay), units, extract.upgrade_records(replay))
+    return {**rows, "event_count": len(replay.tracker_events)}
 
 
 def tracker_member(replay: Any) -> bytes:
@@ -110,7 +111,8 @@ def direct_rows(data: bytes) -> dict[str, Any] | None:
     if not replay.players or not replay.frames:
         return None
     records = direct_records(replay)
-    return _rows(replay, records.player_stats, records.units, records.upgrades)
+    rows = _rows(replay, records.player_stats, records.units, records.upgrades)
+    return {**rows, "event_count": records.event_count}
 
 
 def differences(want: dict[str, Any], got: dict[str, Any]) -> list[str]:
@@ -118,6 +120,9 @@ def differences(want: dict[str, Any], got: dict[str, Any]) -> list[str]:
     found = []
     for table, rows in want.items():
         if got[table] == rows:
+            continue
+        if not isinstance(rows, list):
+            found.append(f"{table}: {rows} vs {got[table]}")
             continue
         first = next((i for i, (a, b) in enumerate(zip(rows, got[table])) if a != b), min(len(rows), len(got[table])))
         found.append(f"{table}: {len(rows)} vs {len(got[table])} rows, first difference at {first}")
@@ -138,7 +143,7 @@ def compare(data: bytes) -> str:
     found = differences(want, got)
     if found:
         return "; ".join(found)
-    return "equal" if got["player_stats"] or got["units"] or got["upgrades"] else "no tracker events"
+    return "equal" if got["event_count"] else "no tracker events"
 
 
 # -- equivalence ------------------------------------------------------------------------------
@@ -393,7 +398,7 @@ def test_observer_owning_a_unit_is_left_to_sc2reader():
 
 
 def test_no_member_gives_no_records():
-    assert _records(b"") == tracker.StatsRecords([], [], [])
+    assert _records(b"") == tracker.StatsRecords([], [], [], 0)
 
 
 def _only_unit(member: bytes) -> dict[str, Any]:
