@@ -327,7 +327,8 @@ def _run_watch(db_path: str, inputs: tuple[str, ...], options: IngestOptions, se
     if not quiet:
         counts = report.counts
         console.print(f"Watch stopped: {counts['parsed']} parsed, {counts['ok']} ok, {counts['failed']} failed "
-                      f"in {report.runs} runs; everything finished is committed.", markup=False, highlight=False)
+                      f"in {report.runs} runs; everything finished is committed.", markup=False, highlight=False,
+                      soft_wrap=True)
     return exit_code_for_signal(report.stopped_by) if report.stopped_by is not None else EXIT_OK
 
 
@@ -416,6 +417,37 @@ def _opened(open_store: Any, db_path: str) -> Any:
     except ReplayCliError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_FATAL)
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the folders as a JSON array.")
+def where(as_json: bool) -> None:
+    """List the StarCraft II replay folders on this machine, with account, toon and replay count.
+
+    Looks where the game saves replays on Windows (Documents, OneDrive too), macOS, and Linux
+    under Wine (~/.wine, WINEPREFIX) or Lutris (~/Games/*), plus the folders in
+    REPLAYCLI_REPLAY_DIRS (separated like PATH). `replaycli ingest` with no INPUTS reads these.
+
+    \b
+    Example:
+        replaycli where
+        replaycli where --json | jq -r '.[].path'
+    """
+    import os
+    from pathlib import Path
+
+    from replay_cli.render import safe, write_json
+    from replay_cli.where import find_replay_folders, search_roots
+
+    found = find_replay_folders(Path.home(), os.environ)
+    if as_json:
+        write_json([folder.as_json() for folder in found])
+    for folder in [] if as_json else found:
+        owner = f"{folder.account}/{folder.toon}" if folder.toon else "-"
+        click.echo(f"{safe(folder.path, 1000)}\t{safe(owner)}\t{folder.replays} replay{'' if folder.replays == 1 else 's'}")
+    if not found:
+        looked = "\n  ".join(safe(place, 500) for place in search_roots(Path.home(), os.environ).looked_in())
+        click.echo(f"No StarCraft II replay folder found. Looked in:\n  {looked}", err=True)
+
+
 
 
 @cli.command()

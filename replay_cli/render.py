@@ -262,3 +262,93 @@ def make_log_handler(level: int) -> logging.Handler:
 
     handler.setFormatter(_SafeFormatter("%(levelname)s %(message)s"))
     return handler
+
+
+class WatchDisplay:
+    """What `ingest --watch` shows on stderr: a live line on a terminal, one line per run elsewhere.
+
+    The line says how many games played today were stored and which was last (map, players, result);
+    while files are ingested it adds how far that got. A ProgressSink for each run, plus committed()
+    for each committed file (StoredFile.as_json()) and run_done() at the end of each run.
+    """
+
+    def __init__(self, console: Console, *, folders: int, quiet: bool) -> None:
+        from rich.live import Live
+
+        self.console, self.quiet, self.folders = console, quiet, folders
+        self.live_enabled = not quiet and console.is_terminal
+        self._live = Live(Text(""), console=console, transient=True, auto_refresh=False)
+        self._today: set[str] = set()  # sha256 of games played today, so copies count once
+        self._last = ""
+        self._total: int | None = 0
+        self._done = 0
+
+    def __enter__(self) -> WatchDisplay:
+        if self.live_enabled:
+            self._live.start()
+            self.refresh()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live_enabled:
+            self._live.stop()
+
+    def discovered(self, total: int | None) -> None:
+        self._total, self._done = total, 0
+
+    def skipped(self, count: int) -> None:
+        self._done += count
+
+    def finished(self, result: Mapping[str, Any]) -> None:
+        self._done += 1
+
+    def stored(self, counts: Any) -> None:
+        pass
+
+    def committed(self, stored: Mapping[str, Any]) -> None:
+        if stored["status"] not in ("ok", "partial"):
+            return
+        self._last = describe_game(stored)
+        played = stored.get("played_at")
+        if played and _local_date(played) == time.strftime("%Y-%m-%d"):
+            self._today.add(stored.get("sha256") or stored["path"])
+
+    def run_done(self, counts: Mapping[str, int]) -> None:
+        self._total = self._done = 0
+        if not self.live_enabled and not self.quiet:
+            done = ", ".join(f"{counts[k]} {k}" for k in ("ok", "partial", "duplicate", "failed", "skipped")
+                             if counts.get(k))
+            self.console.print(Text(f"{self._status()} · this run: {done or 'nothing new'}"), soft_wrap=True)
+        self.refresh()
+
+    def refresh(self) -> None:
+        if not self.live_enabled:
+            return
+        line = self._status()
+        if self._total:
+            line += f" · ingesting {self._done}/{self._total}"
+        self._live.update(Text(line), refresh=True)
+
+    def _status(self) -> str:
+        plural = "" if self.folders == 1 else "s"
+        line = f"watching {self.folders} folder{plural} · {len(self._today)} games today"
+        return line + (f" · last: {self._last}" if self._last else "")
+
+
+def describe_game(stored: Mapping[str, Any]) -> str:
+    """One game in a line: map, then each player with race and result (safe for a terminal)."""
+    players = ", ".join(
+        f"{safe(p.get('name'), 40)} ({safe(p.get('race') or '?')}{', ' + safe(p['result']) if p.get('result') else ''})"
+        for p in stored.get("players") or ())
+    return f"{safe(stored.get('map_name') or 'unknown map', 60)}: {players or 'no players'}"
+
+
+def _local_date(played_at: str) -> str:
+    """The local calendar date of a stored UTC ISO-8601 time."""
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(played_at)
+    except ValueError:
+        return ""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone().strftime("%Y-%m-%d")

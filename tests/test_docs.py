@@ -21,6 +21,7 @@ IMPORT_OWNERS = {
     "dask": {"cluster.py"},
     "distributed": {"cluster.py"},
     "pyarrow": {"export_files.py"},  # the optional parquet extra: imported only when writing Parquet
+    "watchdog": {"watch.py"},  # the optional watch extra: imported only when --watch wants events
     "pygal": {"report_charts.py"},  # the optional report extra: imported only when drawing the HTML report
 }
 
