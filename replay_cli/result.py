@@ -18,10 +18,11 @@ Depth = Literal["summary", "stats", "full"]
 DEPTHS: tuple[Depth, ...] = ("summary", "stats", "full")
 DEFAULT_DEPTH: Depth = "stats"
 
-Status = Literal["ok", "partial", "failed"]
+Status = Literal["ok", "partial", "failed", "filtered"]
 STATUS_OK: Status = "ok"
 STATUS_PARTIAL: Status = "partial"  # summary succeeded, a deeper stage failed
 STATUS_FAILED: Status = "failed"  # no usable summary
+STATUS_FILTERED: Status = "filtered"  # read, but left out by an ingest filter: `error` names the rule
 
 # Stable error kinds. Scripts and the `files` table key on these strings: never rename one.
 ERROR_KINDS: dict[str, str] = {
@@ -37,6 +38,9 @@ ERROR_KINDS: dict[str, str] = {
     "pool_broken": "the file was in flight during two worker-pool breakages",
     "incomplete": "the replay parsed, but something its depth needs was missing or unusable (see quality.reasons)",
     "store_error": "the result could not be written to the database; the rest of its batch was",
+    "encrypted": "a pack member is encrypted and no --pack-password unlocked it",
+    "bad_pack": "the pack (zip or tar) is corrupt or truncated: the members after the damage were not read",
+    "filtered": "not an error: an ingest filter left the replay out (status filtered; `type` names the rule)",
 }
 
 # Why a result is not complete, or not to be trusted as it stands (Quality.reasons). Stable strings.
@@ -65,7 +69,7 @@ INCOMPLETE_REASONS = frozenset({
 })
 
 # Where a failure happened, shallow to deep.
-Stage = Literal["read", "archive", "summary", "validate", "stats", "full", "store"]
+Stage = Literal["read", "header", "archive", "summary", "validate", "stats", "full", "store"]
 
 
 class ErrorInfo(TypedDict):

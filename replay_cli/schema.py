@@ -13,7 +13,7 @@ from importlib import resources
 from typing import Any
 
 from replay_cli import result
-from replay_cli.result import DEPTHS, ERROR_KINDS, SCHEMA_VERSION
+from replay_cli.result import DEPTHS, ERROR_KINDS, SCHEMA_VERSION, Status
 
 SCHEMA_FILE = "result.schema.json"
 JSON_TYPES: dict[type, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
@@ -61,7 +61,7 @@ def build_schema() -> dict[str, Any]:
     schema = _object_schema(result.Result, definitions)
     properties = schema["properties"]
     properties["schema_version"] = {"const": SCHEMA_VERSION}
-    properties["status"] = {"enum": ["ok", "partial", "failed"]}
+    properties["status"] = {"enum": list(typing.get_args(Status))}
     properties["depth_requested"] = {"enum": list(DEPTHS)}
     properties["depth_reached"] = {"anyOf": [{"enum": list(DEPTHS)}, {"type": "null"}]}
     definitions["ErrorInfo"]["properties"]["kind"] = {"enum": sorted(ERROR_KINDS)}
