@@ -52,8 +52,10 @@ _ME = """me AS (
 _OPPONENTS = """opponents AS (
   SELECT m.replay_sha256, m.slot AS my_slot, o.* FROM me m JOIN players o ON o.replay_sha256 = m.replay_sha256
   WHERE o.is_observer = 0 AND o.slot <> m.slot AND (o.team IS NOT m.team OR m.team IS NULL))"""
-_DECIDED = """count(*) AS games, sum(result = 'Win') AS wins, sum(result = 'Loss') AS losses,
-  round(100.0 * sum(result = 'Win') / nullif(sum(result IN ('Win', 'Loss')), 0), 1) AS win_rate"""
+# `IS`, not `=`: a game with no recorded result is neither a win nor a loss, and a group of such games
+# sums to 0 rather than NULL. Ties and undecided games count as games but not in the win rate.
+_DECIDED = """count(*) AS games, sum(result IS 'Win') AS wins, sum(result IS 'Loss') AS losses,
+  round(100.0 * sum(result IS 'Win') / nullif(sum(result IN ('Win', 'Loss')), 0), 1) AS win_rate"""
 
 
 class ReportUsageError(ReplayCliError):
@@ -138,23 +140,23 @@ def database_view(conn: sqlite3.Connection, params: dict[str, Any]) -> dict[str,
         "totals": database_totals(conn, params),
         "games_per_month": _rows(conn, f"""WITH {_GAMES}
 SELECT coalesce(substr(played_at, 1, 7), 'unknown') AS month, count(*) AS games FROM games
-GROUP BY month ORDER BY month""", params),
+GROUP BY 1 ORDER BY 1""", params),
         "games_per_release": _rows(conn, f"""WITH {_GAMES}
 SELECT coalesce(release, 'unknown') AS release, count(*) AS games FROM games
-GROUP BY release ORDER BY games DESC, release""", params),
+GROUP BY 1 ORDER BY games DESC, 1""", params),
         "matchups": _database_matchups(conn, params),
         "game_length": _length_histogram(conn, params),
         "maps": _rows(conn, f"""WITH {_GAMES}
 SELECT coalesce(map_name, 'unknown') AS map_name, count(*) AS games FROM games
-GROUP BY map_name ORDER BY games DESC, map_name""", params),
+GROUP BY 1 ORDER BY games DESC, 1""", params),
         # A failed file has no game date: failures are the whole database's, whatever the period.
         "files_by_status": _rows(conn, "SELECT status, count(*) AS files FROM files GROUP BY status "
                                  "ORDER BY files DESC, status", {}),
         "failures": _rows(conn, "SELECT coalesce(error_kind, 'unknown') AS error_kind, count(*) AS files FROM files "
-                          "WHERE status = 'failed' GROUP BY error_kind ORDER BY files DESC, error_kind", {}),
+                          "WHERE status = 'failed' GROUP BY 1 ORDER BY files DESC, 1", {}),
         "degraded": _rows(conn, f"""WITH {_GAMES}
 SELECT reason.value AS reason, count(*) AS games FROM games, json_each(games.quality, '$.reasons') AS reason
-WHERE games.degraded = 1 GROUP BY reason.value ORDER BY games DESC, reason""", params),
+WHERE games.degraded = 1 GROUP BY 1 ORDER BY games DESC, 1""", params),
     }
 
 
@@ -167,10 +169,10 @@ def _database_matchups(conn: sqlite3.Connection, params: dict[str, Any]) -> list
   FROM v_1v1 v JOIN games g ON g.sha256 = v.sha256
   WHERE v.p1_race IS NOT NULL AND v.p2_race IS NOT NULL)
 SELECT substr(race_a, 1, 1) || 'v' || substr(race_b, 1, 1) AS matchup, race_a, race_b, count(*) AS games,
-  CASE WHEN race_a = race_b THEN NULL ELSE sum(result = 'Win') END AS wins,
-  CASE WHEN race_a = race_b THEN NULL ELSE sum(result = 'Loss') END AS losses,
+  CASE WHEN race_a = race_b THEN NULL ELSE sum(result IS 'Win') END AS wins,
+  CASE WHEN race_a = race_b THEN NULL ELSE sum(result IS 'Loss') END AS losses,
   CASE WHEN race_a = race_b THEN NULL
-    ELSE round(100.0 * sum(result = 'Win') / nullif(sum(result IN ('Win', 'Loss')), 0), 1) END AS win_rate
+    ELSE round(100.0 * sum(result IS 'Win') / nullif(sum(result IN ('Win', 'Loss')), 0), 1) END AS win_rate
 FROM sides GROUP BY race_a, race_b ORDER BY games DESC, matchup""", params)
 
 
@@ -212,13 +214,13 @@ GROUP BY length""", params)
     return {
         "matchups": _rows(conn, f"""WITH {_GAMES}, {_ME}, {_OPPONENTS}
 SELECT substr(coalesce(m.play_race, '?'), 1, 1) || 'v' || substr(coalesce(o.play_race, '?'), 1, 1) AS matchup,
-  count(*) AS games, sum(m.result = 'Win') AS wins, sum(m.result = 'Loss') AS losses,
-  round(100.0 * sum(m.result = 'Win') / nullif(sum(m.result IN ('Win', 'Loss')), 0), 1) AS win_rate
+  count(*) AS games, sum(m.result IS 'Win') AS wins, sum(m.result IS 'Loss') AS losses,
+  round(100.0 * sum(m.result IS 'Win') / nullif(sum(m.result IN ('Win', 'Loss')), 0), 1) AS win_rate
 FROM me m JOIN opponents o ON o.replay_sha256 = m.replay_sha256 AND o.my_slot = m.slot
 WHERE m.game_type = '1v1' GROUP BY matchup ORDER BY games DESC, matchup""", params),
         "maps": _rows(conn, f"""WITH {_GAMES}, {_ME}
 SELECT coalesce(map_name, 'unknown') AS map_name, {_DECIDED} FROM me
-GROUP BY map_name ORDER BY games DESC, map_name""", params),
+GROUP BY 1 ORDER BY games DESC, 1""", params),
         "lengths": sorted(lengths, key=lambda row: order[row["length"]]),
     }
 

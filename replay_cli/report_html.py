@@ -79,12 +79,11 @@ def _win_rate_chart(chart_id: str, title: str, rows: list[dict[str, Any]], label
                      note="games in brackets; ties and undecided games left out")
 
 
-def _count_chart(chart_id: str, title: str, rows: list[dict[str, Any]], label: str, value: str,
-                 horizontal: bool = True) -> str:
+def _count_chart(chart_id: str, title: str, rows: list[dict[str, Any]], label: str, value: str) -> str:
     if not rows:
         return empty_figure(chart_id, title, "None.")
     labels, values = top_with_other(rows, label, value)
-    return bar_chart(chart_id, title, labels, {value: values}, horizontal=horizontal)
+    return bar_chart(chart_id, title, labels, {value: values}, horizontal=True)
 
 
 def database_section(view: dict[str, Any]) -> str:
@@ -94,11 +93,12 @@ def database_section(view: dict[str, Any]) -> str:
     length_labels = [f"{b['from_min']}–{b['to_min']}" if b["to_min"] is not None else f"{b['from_min']}+"
                      for b in lengths]
     charts = [
-        _count_chart("db-months", "Games per month", view["games_per_month"], "month", "games", horizontal=False)
-        if len(view["games_per_month"]) else "",
+        bar_chart("db-months", "Games per month", [m["month"] for m in view["games_per_month"]],
+                  {"games": [m["games"] for m in view["games_per_month"]]}) if view["games_per_month"] else
+        empty_figure("db-months", "Games per month", "No games in this period."),
         _count_chart("db-releases", "Games per release", view["games_per_release"], "release", "games"),
         bar_chart("db-lengths", "Game length (minutes)", length_labels, {"games": [b["games"] for b in lengths]})
-        if lengths else "",
+        if lengths else empty_figure("db-lengths", "Game length (minutes)", "No games in this period."),
         _win_rate_chart("db-matchups", "1v1 win rate of the first race", view["matchups"], "matchup", False),
         _count_chart("db-maps", "Maps", view["maps"], "map_name", "games"),
         _count_chart("db-failures", "Failed files by error kind", view["failures"], "error_kind", "files"),
@@ -129,7 +129,8 @@ def _player_charts(player: dict[str, Any]) -> list[str]:
         _win_rate_chart("pl-matchups", "Win rate by 1v1 matchup", player["matchups"], "matchup", False),
         _win_rate_chart("pl-maps", "Win rate by map", player["maps"][:20], "map_name", True),
         _win_rate_chart("pl-lengths", "Win rate by game length (minutes)", player["lengths"], "length", False),
-        time_chart("pl-apm", "APM (Blizzard's) over time", apm, "APM") if player["apm"] else "",
+        time_chart("pl-apm", "APM (Blizzard's) over time", apm, "APM") if player["apm"] else
+        empty_figure("pl-apm", "APM (Blizzard's) over time", "No game with Blizzard's APM in this period."),
         bar_chart("pl-workers", "Average workers at 6, 8 and 10 minutes", [f"{w['minute']} min" for w in workers],
                   {"you": [w["player"] for w in workers], "opponents": [w["opponents"] for w in workers]}),
         _win_rate_chart("pl-openings", "Win rate of the most played openings", player["openings"], "opening", True)
