@@ -81,12 +81,22 @@ class _InvalidReplay(Exception):
     """sc2reader said OK, but the archive holds no game (testError2.SC2Replay: header only)."""
 
 
+# sc2reader's log records are its only report of what it did not know (unknown units, attributes):
+# they are counted here per parse (quality.py), never printed; thousands per file on arcade maps.
+_NOTES = Sc2readerNotes()
+
+
 def _sc2reader() -> Any:
-    """Import sc2reader on first use and quieten its per-unit logging noise."""
+    """Import sc2reader on first use, with its log records routed to the per-parse counter only."""
     import sc2reader
 
-    # "Unable to change type ..." warnings per unit (ggtracker/sc2reader#78): thousands per file.
-    logging.getLogger("sc2reader").setLevel(logging.CRITICAL)
+    logger = logging.getLogger("sc2reader")
+    # Configured once per process, not per parse: changing a level clears every logger's cache.
+    if logger.level != logging.INFO or logger.propagate or _NOTES not in logger.handlers:
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        if _NOTES not in logger.handlers:
+            logger.addHandler(_NOTES)
     return sc2reader
 
 
@@ -136,6 +146,12 @@ def _classify(exc: BaseException, depth: str) -> ErrorInfo:
         kind = "parse_error"
     error_type = "InvalidReplay" if isinstance(exc, _InvalidReplay) else _type_name(exc)
     return {"kind": kind, "type": error_type, "message": exception_line(exc), "stage": stage, "release": None}
+
+
+def current_parser_version() -> str:
+    """The parser versions as the files table records them: "replaycli/sc2reader"."""
+    versions = _parser_versions()
+    return f"{versions['replaycli']}/{versions['sc2reader']}"
 
 
 def _parser_versions() -> dict[str, str]:
@@ -220,20 +236,15 @@ def _may_be_in_game_lobby(replay: Any) -> bool:
 
 
 @contextlib.contextmanager
-def _sc2reader_notes() -> Iterator[Sc2readerNotes]:
+def _sc2reader_notes() -> Iterator[Counter[str]]:
     """Count what sc2reader logs while it decodes (unknown units, attributes...), instead of discarding it."""
-    logger = logging.getLogger("sc2reader")
-    notes = Sc2readerNotes()
-    level, propagate = logger.level, logger.propagate
-    logger.addHandler(notes)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False  # counted here, never printed
+    _sc2reader()
+    counts: Counter[str] = Counter()
+    _NOTES.counts = counts
     try:
-        yield notes
+        yield counts
     finally:
-        logger.removeHandler(notes)
-        logger.setLevel(level)
-        logger.propagate = propagate
+        _NOTES.counts = Counter()  # records outside a parse belong to no file
 
 
 def _load(data: bytes, depth: str) -> tuple[Any, list[str], Counter[str]]:
@@ -248,12 +259,12 @@ def _load(data: bytes, depth: str) -> tuple[Any, list[str], Counter[str]]:
         replay = _read(data, LOAD_LEVEL_BY_DEPTH[depth], _engine(depth))
     reasons = list(replay.recovered)
     if depth != "summary" or not _may_be_in_game_lobby(replay):
-        return replay, reasons, notes.counts
+        return replay, reasons, notes
     try:
         with _sc2reader_notes() as notes:
-            return _read(data, TRACKER_LOAD_LEVEL, _engine(LOBBY_CHECK)), reasons, notes.counts
+            return _read(data, TRACKER_LOAD_LEVEL, _engine(LOBBY_CHECK)), reasons, notes
     except Exception:  # worker boundary: the unchecked summary is still a summary, flagged as such
-        return replay, [*reasons, REASON_LOBBY_UNVERIFIED], notes.counts
+        return replay, [*reasons, REASON_LOBBY_UNVERIFIED], notes
 
 
 def _header_release(data: bytes) -> str | None:
