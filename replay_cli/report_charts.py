@@ -10,6 +10,7 @@ control characters are shown as visible symbols. pygal is an optional extra (`re
 from __future__ import annotations
 
 import html
+import itertools
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -20,6 +21,7 @@ from replay_cli.errors import ReplayCliError
 MISSING_PYGAL = "replaycli report needs pygal for its charts: pip install 'replaycli[report]'"
 CHART_WIDTH, CHART_HEIGHT = 720, 340  # the SVG viewBox; CSS scales it to the column
 TOP_BARS = 15  # long lists (maps, releases) chart their first bars and lump the rest into "other"
+MAX_TICKS = 6  # value-axis ticks of a count chart: counts are whole, so are its ticks
 MANY_LABELS = 16  # past this many x labels only every few are written, so they stay legible
 FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", Arial, sans-serif'
 COLORS = ("#3366cc", "#dc3912", "#ff9900", "#109618", "#990099", "#0099c6", "#dd4477", "#66aa00")
@@ -95,6 +97,16 @@ def empty_figure(chart_id: str, title: str, why: str) -> str:
            f'</figcaption><p class="none">{esc(why)}</p></figure>'
 
 
+def count_ticks(largest: float) -> list[int]:
+    """Whole-number axis ticks from 0 past `largest`: at most about six, on steps of 1, 2, 5, 10, 20, 50..."""
+    step = 1
+    for factor in itertools.cycle((2, 2.5, 2)):
+        if largest / step <= MAX_TICKS:
+            break
+        step = int(step * factor)
+    return list(range(0, int(largest) + step, step))
+
+
 def bar_chart(chart_id: str, title: str, labels: list[str], series: dict[str, list[float | None]], *,
               horizontal: bool = False, percent: bool = False, note: str = "") -> str:
     """A bar chart (one bar per label and series) as a <figure>; data-points counts the bars drawn."""
@@ -105,11 +117,14 @@ def bar_chart(chart_id: str, title: str, labels: list[str], series: dict[str, li
     chart = kind(**_config(pygal, print_values=not many, value_formatter=formatter, show_legend=len(series) > 1,
                            legend_at_bottom=True, x_label_rotation=0 if horizontal or not many else 45,
                            show_minor_x_labels=not many, x_labels_major_every=max(1, len(labels) // 12),
-                           range=(0, 100) if percent else None,
+                           range=(0, 100) if percent else None, y_labels=None if percent else count_ticks(
+                               max((v for values in series.values() for v in values if v is not None), default=1)),
                            height=max(CHART_HEIGHT, 28 * len(labels) + 80) if horizontal else CHART_HEIGHT))
-    chart.x_labels = [visible(label) for label in labels]
+    # pygal stacks horizontal bars from the bottom up; reversed, the list reads top-down as it is ranked.
+    order: Callable[[list[Any]], list[Any]] = (lambda items: items[::-1]) if horizontal else list
+    chart.x_labels = order([visible(label) for label in labels])
     for name, values in series.items():
-        chart.add(visible(name), values)
+        chart.add(visible(name), order(values))
     points = sum(value is not None for values in series.values() for value in values)
     return _figure(chart_id, title, _svg(chart, chart_id), points, note)
 

@@ -26,6 +26,9 @@ from replay_cli.report_charts import (
     top_with_other,
 )
 
+# Worker counts and build orders come from tracker events: StarCraft II records them from patch 2.0.8
+# on, and replaycli stores them at --depth stats.
+NO_TRACKER = "No {} in these games: they need replays from patch 2.0.8 on, ingested with --depth stats."
 PAGE_MODE = 0o644  # a page to share: temporary files are created private, the report is not
 # Nothing may be fetched and no script may run, whatever a chart or a name smuggles in.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -59,6 +62,11 @@ def _rate(value: Any) -> str:
 
 def _minutes(seconds: Any) -> str:
     return "–" if seconds is None else f"{int(seconds) // 60}:{int(seconds) % 60:02d}"
+
+
+def _when(played_at: str | None) -> str:
+    """2025-01-31T18:04:05Z as 2025-01-31 18:04 (UTC), short enough for one table line."""
+    return "–" if not played_at else played_at.replace("T", " ")[:16]
 
 
 def _tiles(items: list[tuple[str, str]]) -> str:
@@ -107,8 +115,8 @@ def database_section(view: dict[str, Any]) -> str:
     tiles = _tiles([("games", number(totals["games"])), ("replays", number(totals["replays"])),
                     ("player rows", number(totals["players"])), ("toons", number(totals["toons"])),
                     ("degraded games", number(totals["degraded_games"])),
-                    ("first game", esc(totals["first_played_at"] or "–")),
-                    ("last game", esc(totals["last_played_at"] or "–"))])
+                    ("first game", esc(_when(totals["first_played_at"]))),
+                    ("last game", esc(_when(totals["last_played_at"])))])
     matchups = table(["matchup", "games", "wins", "losses", "win rate"], (
         [esc(m["matchup"]), number(m["games"]), number(m["wins"]), number(m["losses"]), _rate(m["win_rate"])]
         for m in view["matchups"]), "matchups")
@@ -132,15 +140,18 @@ def _player_charts(player: dict[str, Any]) -> list[str]:
         time_chart("pl-apm", "APM (Blizzard's) over time", apm, "APM") if player["apm"] else
         empty_figure("pl-apm", "APM (Blizzard's) over time", "No game with Blizzard's APM in this period."),
         bar_chart("pl-workers", "Average workers at 6, 8 and 10 minutes", [f"{w['minute']} min" for w in workers],
-                  {"you": [w["player"] for w in workers], "opponents": [w["opponents"] for w in workers]}),
+                  {"you": [w["player"] for w in workers], "opponents": [w["opponents"] for w in workers]})
+        if any(w["player"] is not None or w["opponents"] is not None for w in workers) else
+        empty_figure("pl-workers", "Average workers at 6, 8 and 10 minutes",
+                     NO_TRACKER.format("worker counts")),
         _win_rate_chart("pl-openings", "Win rate of the most played openings", player["openings"], "opening", True)
         if player["openings"] else
-        empty_figure("pl-openings", "Openings", "No build orders: ingest with --depth stats to see openings."),
+        empty_figure("pl-openings", "Openings", NO_TRACKER.format("build orders")),
     ]
 
 
 def _recent_table(games: list[dict[str, Any]]) -> str:
-    rows = ([esc(g["played_at"]), esc(g["map_name"]), esc(g["game_type"]), esc(g["name"]), esc(g["race"]),
+    rows = ([esc(_when(g["played_at"])), esc(g["map_name"]), esc(g["game_type"]), esc(g["name"]), esc(g["race"]),
              f'<span class="{esc(g["result"])}">{esc(g["result"] or "–")}</span>',
              esc(", ".join(g["opponents"])), _minutes(g["duration_s"]), number(g["mmr"]), number(g["apm"])]
             for g in games)
@@ -162,7 +173,7 @@ def player_section(player: dict[str, Any]) -> str:
     return (f'<section id="player"><h2>Player: <span class="who">{esc(title)}</span></h2>'
             f'<p class="meta">Toons: {toons or "none in this period"}</p>{tiles}'
             f'<div class="grid">{"".join(_player_charts(player))}</div>'
-            f"<h3>Openings</h3>{openings}<h3>Recent games</h3>{_recent_table(player['recent'])}</section>")
+            f"{f'<h3>Openings</h3>{openings}' if player['openings'] else ''}<h3>Recent games</h3>{_recent_table(player['recent'])}</section>")
 
 
 def render_report(data: dict[str, Any]) -> str:
