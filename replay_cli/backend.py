@@ -25,9 +25,25 @@ from replay_cli.result import Result
 log = logging.getLogger(__name__)
 
 StopCheck = Callable[[], object]  # truthy once the run should stop
-# Paths in, one Result per path out, in completion order; None is an idle tick, so the caller can
-# flush and refresh progress. The ingest loop, the store and the display never know which runs.
-ParseBackend = Callable[[Iterator[str], StopCheck], Iterator["Result | None"]]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayBytes:
+    """A replay the main process has already read (a pack member): sent to a worker as bytes."""
+
+    source: str  # what the result is known by: PACK!/inner/path.SC2Replay
+    data: bytes
+
+
+# Items in (a path a worker reads itself, or bytes read here), one Result per item out, in completion
+# order; None is an idle tick, so the caller can flush and refresh progress. The ingest loop, the store and the display never know which runs.
+ParseBackend = Callable[[Iterator["str | ReplayBytes"], StopCheck], Iterator["Result | None"]]
+
+
+def source_of(item: str | ReplayBytes) -> str:
+    """The name a parse item's result carries."""
+    return item.source if isinstance(item, ReplayBytes) else item
+
 
 TICK_S = 0.2  # wait() granularity: stop requests and idle ticks are seen within one tick
 MAX_BREAKAGES_WITHOUT_PROGRESS = 3  # then the executor is hopeless: raise PoolUnrecoverable
@@ -66,10 +82,10 @@ class Executor:
     depth: str = ""
     window: int = 1  # jobs in flight at once
 
-    def jobs(self, paths: Iterator[str]) -> Iterator[Job | Result]:
-        """Turn paths into jobs; a Result is a verdict reached without submitting anything."""
-        for path in paths:
-            yield Job(path, (path,))
+    def jobs(self, paths: Iterator[str | ReplayBytes]) -> Iterator[Job | Result]:
+        """Turn items into jobs; a Result is a verdict reached without submitting anything."""
+        for item in paths:
+            yield Job(item, (source_of(item),))
 
     def submit(self, job: Job) -> cf.Future[Any]:
         """Start a job; raise BackendBroken when the executor cannot take work."""
@@ -93,7 +109,8 @@ class Executor:
         """Stop for good; abandoned futures never get settled."""
 
 
-def run_jobs(executor: Executor, paths: Iterator[str], should_stop: StopCheck) -> Iterator[Result | None]:
+def run_jobs(executor: Executor, paths: Iterator[str | ReplayBytes],
+             should_stop: StopCheck) -> Iterator[Result | None]:
     """Yield one Result per path from executor, then settle the suspects alone; close it at the end.
 
     Once should_stop() is true nothing more is yielded: paths not yet yielded stay unrecorded.

@@ -55,6 +55,50 @@ max_size_option = click.option(
                                       "(env REPLAYCLI_MAX_SIZE).")
 
 
+_DATE = click.DateTime(formats=["%Y-%m-%d"])
+_DAY = "YYYY-MM-DD"
+# `ingest` filters: each is decided on the cheapest parse that can decide it (see replay_cli/filters.py).
+_FILTER_OPTIONS = (
+    click.option("--game-type", metavar="TYPE,...", help="Keep only these game types, e.g. 1v1,2v2."),
+    click.option("--ladder-only", is_flag=True, help="Keep only ladder games."),
+    click.option("--exclude-ai", is_flag=True, help="Leave out games with a computer player."),
+    click.option("--since", type=_DATE, metavar=_DAY, help="Keep games played on or after this UTC day."),
+    click.option("--until", type=_DATE, metavar=_DAY, help="Keep games played on or before this UTC day."),
+    click.option("--min-build", type=click.IntRange(min=0), help="Keep builds from this one (e.g. 89720)."),
+    click.option("--max-build", type=click.IntRange(min=0), help="Keep builds up to this one."),
+    click.option("--min-duration", type=click.FloatRange(min=0), metavar="SECONDS",
+                 help="Keep games at least this many real seconds long."),
+    click.option("--max-duration", type=click.FloatRange(min=0), metavar="SECONDS",
+                 help="Keep games at most this many real seconds long."),
+    click.option("--player", "players", multiple=True, metavar="NAME_OR_TOON",
+                 help="Keep games one of these played (a name, any case, or a toon handle); repeatable."),
+)
+
+
+def _filter_options(command: Any) -> Any:
+    """Add the filter options to a command, in the order listed."""
+    for option in reversed(_FILTER_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _ingest_filters(values: dict[str, Any]) -> Any:
+    """Build the IngestFilters of `ingest`'s filter options; raise UsageError when a range is empty."""
+    from replay_cli.filters import IngestFilters
+
+    for low, high in (("min_build", "max_build"), ("min_duration", "max_duration"), ("since", "until")):
+        if values[low] is not None and values[high] is not None and values[low] > values[high]:
+            raise click.UsageError(f"--{low.replace('_', '-')} exceeds --{high.replace('_', '-')}: nothing can match.")
+    game_types = tuple(t.strip() for t in (values["game_type"] or "").split(",") if t.strip())
+    return IngestFilters(
+        game_types=game_types, ladder_only=values["ladder_only"], exclude_ai=values["exclude_ai"],
+        since=values["since"].date() if values["since"] else None,
+        until=values["until"].date() if values["until"] else None,
+        min_build=values["min_build"], max_build=values["max_build"], min_duration=values["min_duration"],
+        max_duration=values["max_duration"], players=tuple(values["players"]),
+    )
+
+
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name="replaycli")
 def cli() -> None:
@@ -157,6 +201,9 @@ def _mebibytes(value: int | None) -> int | None:
 @click.option("--shared-fs", is_flag=True, help="With --scheduler: workers read the paths themselves (shared storage).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="With --scheduler: files per Dask task [default: 16].")
+@click.option("--pack-password", envvar="REPLAYCLI_PACK_PASSWORD", default=None, metavar="TEXT",
+              help="Unlocks password-protected (ZipCrypto) zip members (env REPLAYCLI_PACK_PASSWORD).")
+@_filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object to stdout at the end.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="Log one timing line per file on stderr.")
@@ -173,17 +220,20 @@ def ingest(inputs: tuple[str, ...], db_path: str, depth: str, workers: int, time
            max_size: int, force: bool, retry_failed: bool, null_separated: bool, archive_dir: str | None,
            scheduler: str | None, shared_fs: bool, batch_size: int | None, as_json: bool, quiet: bool,
            verbose: bool, log_file: str | None, watch: bool, settle: float | None, rescan: float | None,
-           no_events: bool) -> None:
+           no_events: bool, pack_password: str | None, **filter_values: Any) -> None:
     """Parse every replay under INPUTS into the database, in parallel and incrementally.
 
     INPUTS are files and folders (walked recursively); - reads a list of paths from stdin;
     none means the game's own replay folders (see `replaycli where`).
     Unchanged files already stored are skipped, so re-running is cheap and safe; one bad
     file never stops the batch: it is recorded with its reason (see `replaycli failures`).
+    Packs (.zip, .tar, .tar.gz, .tgz, .tar.bz2, .tar.xz) are read in place, like folders. Filters combine
+    with AND; a replay they leave out is recorded as `filtered`, with the rule, and never parsed deeper.
 
     \b
     Example:
         replaycli ingest ~/Replays
+        replaycli ingest event-packs/ --game-type 1v1 --ladder-only --min-duration 300
         replaycli ingest --watch
         replaycli ingest --depth summary --workers 4 --db pack.db packs/
         find . -name '*.SC2Replay' -print0 | replaycli ingest --null -
@@ -207,10 +257,13 @@ def ingest(inputs: tuple[str, ...], db_path: str, depth: str, workers: int, time
     _configure_logging(verbose, log_file)
     options = IngestOptions(depth=depth, workers=workers, timeout=timeout, max_memory=_mebibytes(max_memory),
                             max_bytes=max_size * 2**20, force=force, retry_failed=retry_failed,
-                            archive_dir=archive_dir)
+                            archive_dir=archive_dir, filters=_ingest_filters(filter_values),
+                            pack_password=pack_password.encode() if pack_password is not None else None)
     run_options = {"inputs": list(inputs), "depth": depth, "workers": workers, "timeout": timeout,
                    "force": force, "retry_failed": retry_failed, "max_memory_mib": max_memory, "max_size_mib": max_size,
-                   "scheduler": scheduler, "archive": archive_dir}
+                   "scheduler": scheduler, "archive": archive_dir,
+                   "filters": options.filters.key() if options.filters else None,
+                   "pack_password": pack_password is not None}  # whether one was given, never the password
     if settings is not None:
         sys.exit(_run_watch(db_path, inputs, options, settings, run_options, console=console, quiet=quiet,
                             as_json=as_json, backend=_parse_backend(scheduler, options, batch_size, shared_fs)))
@@ -339,7 +392,7 @@ def _parse_backend(scheduler: str | None, options: Any, batch_size: int | None, 
     from replay_cli.cluster import DEFAULT_BATCH_SIZE, cluster_session
 
     return cluster_session(scheduler, depth=options.depth, timeout=options.timeout, max_bytes=options.max_bytes,
-                           batch_size=batch_size or DEFAULT_BATCH_SIZE, shared_fs=shared_fs)
+                           batch_size=batch_size or DEFAULT_BATCH_SIZE, shared_fs=shared_fs, filters=options.filters)
 
 
 def _configure_logging(verbose: bool, log_file: str | None) -> None:

@@ -20,10 +20,11 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from replay_cli.backend import Executor, Job, ParseBackend, Settled, StopCheck, run_jobs
+from replay_cli.backend import Executor, Job, ParseBackend, ReplayBytes, Settled, StopCheck, run_jobs
 from replay_cli.defaults import DEFAULT_MAX_BYTES
 from replay_cli.errors import PoolUnrecoverable, ReplayCliError
 from replay_cli.failures import failed_result, failure_from, one_line
+from replay_cli.filters import IngestFilters
 from replay_cli.parse import parse_file, parse_replay
 from replay_cli.readfile import read_replay_file
 from replay_cli.result import Result
@@ -201,14 +202,18 @@ def parse_with_deadline(source: str, work: Callable[[], Result], depth: str, dea
                          depth=depth, seconds=time.perf_counter() - started)
 
 
-def _parse_item(path: str, data: bytes | None, depth: str, max_bytes: int) -> Result:
+def _parse_item(path: str, data: bytes | None, depth: str, max_bytes: int, filters: IngestFilters | None) -> Result:
     """Parse shipped bytes, or read the file here when the workers share the filesystem."""
-    return parse_file(path, depth, max_bytes) if data is None else parse_replay(data, depth, source=path)
+    if data is None:
+        return parse_file(path, depth, max_bytes, filters=filters)
+    return parse_replay(data, depth, source=path, filters=filters)
 
 
-def parse_batch(items: list[Item], depth: str, max_bytes: int, deadline_s: float) -> list[Result]:
+def parse_batch(items: list[Item], depth: str, max_bytes: int, deadline_s: float,
+                filters: IngestFilters | None = None) -> list[Result]:
     """Parse each (path, bytes | None) item on a Dask worker; one Result per item, in order."""
-    return [parse_with_deadline(path, functools.partial(_parse_item, path, data, depth, max_bytes), depth, deadline_s)
+    return [parse_with_deadline(path, functools.partial(_parse_item, path, data, depth, max_bytes, filters), depth,
+                                deadline_s)
             for path, data in items]
 
 
@@ -224,11 +229,15 @@ class DaskExecutor(Executor):
         threads = sum(client.nthreads().values())  # type: ignore[no-untyped-call]
         self.window = window or max(MIN_WINDOW, IN_FLIGHT_PER_THREAD * threads)
 
-    def jobs(self, paths: Iterator[str]) -> Iterator[Job | Result]:
-        """Batch the paths; read each here unless the workers share the filesystem."""
+    def jobs(self, paths: Iterator[str | ReplayBytes]) -> Iterator[Job | Result]:
+        """Batch the items; read each path here unless the workers share the filesystem."""
         batch: list[Item] = []
-        for path in paths:
-            data = None if self.shared_fs else read_replay_file(path, self.max_bytes)
+        for item in paths:
+            data: bytes | Result | None
+            if isinstance(item, ReplayBytes):  # a pack member, read already: no worker could open it alone
+                path, data = item.source, item.data
+            else:
+                path, data = item, None if self.shared_fs else read_replay_file(item, self.max_bytes)
             if isinstance(data, dict):  # a read failure: decided here, without a task
                 data["depth_requested"] = self.depth
                 yield data
@@ -285,7 +294,7 @@ def cluster_backend(client: Client, *, depth: str, timeout: float | None, max_by
     `task` exists for fault-injection tests; production always runs parse_batch.
     """
 
-    def run(paths: Iterator[str], should_stop: StopCheck) -> Iterator[Result | None]:
+    def run(paths: Iterator[str | ReplayBytes], should_stop: StopCheck) -> Iterator[Result | None]:
         executor = DaskExecutor(client, depth=depth, timeout=timeout, max_bytes=max_bytes, batch_size=batch_size,
                                 shared_fs=shared_fs, window=window, task=task)
         return run_jobs(executor, paths, should_stop)
@@ -295,7 +304,8 @@ def cluster_backend(client: Client, *, depth: str, timeout: float | None, max_by
 
 @contextlib.contextmanager
 def cluster_session(address: str, *, depth: str, timeout: float | None, max_bytes: int = DEFAULT_MAX_BYTES,
-                    batch_size: int = DEFAULT_BATCH_SIZE, shared_fs: bool = False) -> Iterator[ParseBackend]:
+                    batch_size: int = DEFAULT_BATCH_SIZE, shared_fs: bool = False,
+                    filters: IngestFilters | None = None) -> Iterator[ParseBackend]:
     """Connect, refuse mismatched versions, yield the backend, and always disconnect.
 
     Raises ReplayCliError when Dask is missing, the scheduler is unreachable or versions differ.
@@ -304,7 +314,8 @@ def cluster_session(address: str, *, depth: str, timeout: float | None, max_byte
     try:
         wait_for_workers(client)
         check_versions(client)
+        task = functools.partial(parse_batch, filters=filters) if filters is not None else parse_batch
         yield cluster_backend(client, depth=depth, timeout=timeout, max_bytes=max_bytes, batch_size=batch_size,
-                              shared_fs=shared_fs)
+                              shared_fs=shared_fs, task=task)
     finally:
         client.close()  # type: ignore[no-untyped-call]

@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from replay_cli.packs import is_pack_name
+
 # Compared case-insensitively: the game writes .SC2Replay, but users and tools rename freely.
 REPLAY_SUFFIX = ".sc2replay"
 STDIN_MARKER = "-"
@@ -43,8 +45,9 @@ def iter_replay_paths(
 ) -> Iterator[str]:
     """Yield absolute paths of replay candidates, streaming, each at most once.
 
-    Directories are walked (sorted, following symlinks, never looping) for *.SC2Replay in any case; a file named
-    in `inputs` or on stdin is yielded whatever its name. `stdin=None` means `sys.stdin.buffer`. Problems go to
+    Directories are walked (sorted, following symlinks, never looping) for *.SC2Replay and packs (.zip,
+    .tar, .tar.gz, ...) in any case; a file named in `inputs` or on stdin is yielded whatever its name.
+    `stdin=None` means `sys.stdin.buffer`. Problems go to
     `on_problem` and the walk continues; nothing is opened or raised for a bad file (the parser records those).
     """
 
@@ -61,12 +64,18 @@ def count_replay_paths(inputs: Sequence[str], *, stdin_paths: Iterable[str] | No
     It walks the same way (one directory listing at a time, no path list), so a caller can run it in a thread
     beside the real run and use the result as a progress total; files changed in between make it approximate.
     Stdin can be read only once, so with "-" in `inputs` pass the already-read `stdin_paths`, or get None
-    (an unknown total, e.g. an indeterminate progress bar). Problems are not reported here.
+    (an unknown total, e.g. an indeterminate progress bar); a pack among the paths gives None too.
+    Problems are not reported here.
     """
     if STDIN_MARKER in inputs and stdin_paths is None:
         return None
     stdin_list = stdin_paths if stdin_paths is not None else ()
-    return sum(1 for _ in _iter_paths(inputs, lambda: iter(stdin_list), lambda p: None))
+    total = 0
+    for path in _iter_paths(inputs, lambda: iter(stdin_list), lambda p: None):
+        if is_pack_name(path):
+            return None  # a pack holds an unknown number of replays until it is opened
+        total += 1
+    return total
 
 
 def _iter_paths(
@@ -160,8 +169,8 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
 
 
 def _is_replay_name(name: str) -> bool:
-    """Tell whether a file name has the replay extension, in any letter case."""
-    return name.lower().endswith(REPLAY_SUFFIX)
+    """Tell whether a file name is a replay's or a pack's, by its extension in any letter case."""
+    return name.lower().endswith(REPLAY_SUFFIX) or is_pack_name(name)
 
 
 def _read_path_list(stream: BinaryIO, *, null_separated: bool) -> Iterator[str]:

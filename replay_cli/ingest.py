@@ -7,23 +7,25 @@ and keeps the tally. The main process is the only SQLite writer.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from replay_cli.backend import ParseBackend
+from replay_cli.backend import ParseBackend, ReplayBytes
 from replay_cli.defaults import DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMORY, DEFAULT_TIMEOUT_S
 from replay_cli.errors import PoolUnrecoverable
 from replay_cli.exitcodes import EXIT_FATAL
-from replay_cli.parse import parse_file
+from replay_cli.filters import IngestFilters
+from replay_cli.parse import parse_file, parse_replay
 from replay_cli.plan import PlanChunk, PlanRules, plan_paths
 from replay_cli.report import NullProgress, ProgressSink, Tally
 from replay_cli.result import DEFAULT_DEPTH, Result
 from replay_cli.runner import run_parses
-from replay_cli.store import FileStat, Store
+from replay_cli.store import FileStat, PackRecord, Store
 from replay_cli.writer import BatchWriter
 
 log = logging.getLogger("replay_cli.ingest")
@@ -42,15 +44,23 @@ class IngestOptions:
     force: bool = False
     retry_failed: bool = False
     archive_dir: str | None = None  # copy each stored replay to DIR/<2 hex>/<sha256>.SC2Replay
+    filters: IngestFilters | None = None  # keep only the replays these match; the others are `filtered`
+    pack_password: bytes | None = field(default=None, repr=False)  # unlocks ZipCrypto pack members
 
 
 def local_backend(options: IngestOptions, parse_fn: Callable[[str, str, int], Result] = parse_file) -> ParseBackend:
     """Return the backend that parses on this machine's pebble process pool (inline for workers=0)."""
+    bytes_fn: Callable[..., Result] = parse_replay
+    if options.filters is not None and options.filters.active:
+        # partial() of a module-level function pickles by reference: it reaches workers under any start method.
+        path_fn: Callable[..., Result] = parse_fn
+        parse_fn = functools.partial(path_fn, filters=options.filters)
+        bytes_fn = functools.partial(parse_replay, filters=options.filters)
 
-    def run(paths: Iterator[str], should_stop: Callable[[], object]) -> Iterator[Result | None]:
+    def run(paths: Iterator[str | ReplayBytes], should_stop: Callable[[], object]) -> Iterator[Result | None]:
         return run_parses(paths, depth=options.depth, workers=options.workers, timeout=options.timeout,
                           max_memory=options.max_memory, max_bytes=options.max_bytes, parse_fn=parse_fn,
-                          should_stop=should_stop)
+                          bytes_fn=bytes_fn, should_stop=should_stop)
 
     return run
 
@@ -62,17 +72,34 @@ class _Feed:
     chunk itself waits in `arrived` until the ingest loop takes it and accounts for it.
     """
 
-    def __init__(self, chunks: Iterator[PlanChunk]) -> None:
+    def __init__(self, chunks: Iterator[PlanChunk], keep_member_bytes: bool = False) -> None:
         self._chunks = chunks
         self.arrived: deque[PlanChunk] = deque()
         self.stats: dict[str, FileStat] = {}  # paths handed to the backend, until their result
+        self.unread: deque[tuple[FileStat, Result]] = deque()  # pack members that failed as they were read
+        # With --archive: a member's bytes until its result is written, since no path leads back to them.
+        self.member_bytes: dict[str, bytes] | None = {} if keep_member_bytes else None
 
-    def paths(self) -> Iterator[str]:
+    def paths(self) -> Iterator[str | ReplayBytes]:
         for chunk in self._chunks:
             self.arrived.append(chunk)
             for file_stat in chunk.to_parse:
+                read = chunk.readers.get(file_stat.path)
+                data = read() if read is not None else None
+                if isinstance(data, dict):
+                    self.unread.append((file_stat, data))
+                    continue
                 self.stats[file_stat.path] = file_stat
-                yield file_stat.path
+                if data is None:
+                    yield file_stat.path
+                    continue
+                if self.member_bytes is not None:
+                    self.member_bytes[file_stat.path] = data
+                yield ReplayBytes(file_stat.path, data)
+
+    def pop_bytes(self, source: str) -> bytes | None:
+        """A kept member's bytes, forgotten as they are handed on."""
+        return self.member_bytes.pop(source, None) if self.member_bytes is not None else None
 
 
 class _Run:
@@ -84,7 +111,9 @@ class _Run:
         run_id = store.begin_run("ingest", run_options, options.workers, options.depth)
         self.tally = Tally(run_id=run_id, db_path=store.path)
         self.writer = BatchWriter(store, run_id, replace=options.force, archive_dir=options.archive_dir,
-                                  on_stored=self._stored)
+                                  on_stored=self._stored,
+                                  filter_key=options.filters.key() if options.filters is not None else None)
+        self.packs_done: list[PackRecord] = []
 
     def _stored(self, counts: Any) -> None:
         self.tally.add_stored(counts)
@@ -100,10 +129,14 @@ class _Run:
                 self.sink.skipped(chunk.skipped)
             for file_stat, result in chunk.decided:
                 self.take(file_stat, result)
+            if chunk.pack_done is not None:
+                self.packs_done.append(chunk.pack_done)
+        while feed.unread:
+            self.take(*feed.unread.popleft())
 
-    def take(self, file_stat: FileStat, result: Result) -> None:
-        """Count, show, log and buffer one result."""
-        self.writer.add(file_stat, result)
+    def take(self, file_stat: FileStat, result: Result, data: bytes | None = None) -> None:
+        """Count, show, log and buffer one result (with a pack member's bytes, for --archive)."""
+        self.writer.add(file_stat, result, data)
         self.tally.record(result)
         self.sink.finished(result)
         error = result["error"]
@@ -114,6 +147,9 @@ class _Run:
         """Record how the run ended in the runs table and return the tally."""
         self.tally.wall_seconds = time.monotonic() - self.started
         self.tally.interrupted_by = interrupted_by
+        if interrupted_by is None and exit_code is None:
+            # Only now is every member of these packs committed: a re-run may skip them unopened.
+            self.store.save_packs(self.packs_done, self.tally.run_id)
         self.store.finish_run(self.tally.run_id, self.tally.count_dict(), self.tally.wall_seconds,
                               self.tally.exit_code if exit_code is None else exit_code, interrupted_by is not None)
         return self.tally
@@ -138,15 +174,18 @@ def ingest_paths(
     committed before that stays committed.
     """
     run = _Run(store, options, progress or NullProgress(), run_options or {})
-    rules = PlanRules(options.depth, options.max_bytes, options.force, options.retry_failed)
-    feed = _Feed(plan_paths(paths, store.lookup_files, rules))
+    rules = PlanRules(options.depth, options.max_bytes, options.force, options.retry_failed,
+                      filter_key=options.filters.key() if options.filters is not None else None,
+                      pack_password=options.pack_password)
+    feed = _Feed(plan_paths(paths, store.lookup_files, rules, store.lookup_packs), bool(options.archive_dir))
     backend = backend or local_backend(options, parse_fn)
     results = backend(feed.paths(), lambda: stop_requested() is not None)
     try:
         for result in results:
             run.account(feed)
             if result is not None:
-                run.take(feed.stats.pop(result["source"] or ""), result)
+                source = result["source"] or ""
+                run.take(feed.stats.pop(source), result, feed.pop_bytes(source))
             run.sink.refresh()
             run.writer.flush_if_due()
     except PoolUnrecoverable:

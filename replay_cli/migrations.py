@@ -60,12 +60,22 @@ FILE_COLUMNS_V1: dict[str, Any] = {
 }
 # m005: what the parse cost the worker: its CPU seconds and the process's peak memory (meter.py).
 FILE_RESOURCE_COLUMNS: dict[str, Any] = {"cpu_seconds": float, "peak_rss_bytes": int, "peak_rss_scope": str}
-FILE_COLUMNS: dict[str, Any] = {**FILE_COLUMNS_V1, "error_release": str, **FILE_RESOURCE_COLUMNS}  # m002, m005
-RUN_COUNT_NAMES: tuple[str, ...] = ("discovered", "parsed", "ok", "partial", "duplicate", "skipped", "failed")
-RUN_COLUMNS: dict[str, Any] = {
+# m006: a pack member's CRC-32 (zip), part of what says it changed; the filters that decided the row.
+FILE_PACK_COLUMNS: dict[str, Any] = {"crc32": int, "filter_key": str}
+FILE_COLUMNS: dict[str, Any] = {  # m002, m005, m006
+    **FILE_COLUMNS_V1, "error_release": str, **FILE_RESOURCE_COLUMNS, **FILE_PACK_COLUMNS,
+}
+RUN_COUNT_NAMES_V1: tuple[str, ...] = ("discovered", "parsed", "ok", "partial", "duplicate", "skipped", "failed")
+RUN_COUNT_NAMES: tuple[str, ...] = (*RUN_COUNT_NAMES_V1, "filtered")  # m006
+RUN_COLUMNS_V1: dict[str, Any] = {
     "id": int, "started_at": str, "finished_at": str, "command": str, "options": str, "workers": int,
-    "depth": str, "counts": str, **{name: int for name in RUN_COUNT_NAMES}, "wall_seconds": float,
+    "depth": str, "counts": str, **{name: int for name in RUN_COUNT_NAMES_V1}, "wall_seconds": float,
     "files_per_second": float, "exit_code": int, "interrupted": bool,
+}
+RUN_COLUMNS: dict[str, Any] = {**RUN_COLUMNS_V1, "filtered": int}
+# m006: one row per pack read to the end, so an unchanged pack is skipped without being opened.
+PACK_COLUMNS: dict[str, Any] = {
+    "path": str, "size": int, "mtime_ns": int, "members": int, "depth": str, "filter_key": str, "last_run": int,
 }
 # fmt: on
 
@@ -116,7 +126,7 @@ def m001_initial(db: Database) -> None:
     db["files"].create(FILE_COLUMNS_V1, pk="path", not_null=["path", "status"])  # type: ignore[union-attr]
     db["files"].create_index(["sha256"])  # type: ignore[union-attr]
     db["files"].create_index(["status"])  # type: ignore[union-attr]
-    db["runs"].create(RUN_COLUMNS, pk="id", not_null=["id", "started_at"])  # type: ignore[union-attr]
+    db["runs"].create(RUN_COLUMNS_V1, pk="id", not_null=["id", "started_at"])  # type: ignore[union-attr]
 
 
 def m002_files_error_release(db: Database) -> None:
@@ -169,12 +179,21 @@ def m005_files_resources(db: Database) -> None:
         db["files"].add_column(name, kind)  # type: ignore[union-attr]
 
 
+def m006_packs_and_filters(db: Database) -> None:
+    """Read replay packs in place and filter at ingest: member CRCs, filter keys, a packs table."""
+    for name, kind in FILE_PACK_COLUMNS.items():
+        db["files"].add_column(name, kind)  # type: ignore[union-attr]
+    db["runs"].add_column("filtered", int)  # type: ignore[union-attr]
+    db["packs"].create(PACK_COLUMNS, pk="path", not_null=["path", "size", "mtime_ns"])  # type: ignore[union-attr]
+
+
 MIGRATIONS: tuple[Callable[[Database], None], ...] = (
     m001_initial,
     m002_files_error_release,
     m003_child_tables_without_rowid,
     m004_replay_quality,
     m005_files_resources,
+    m006_packs_and_filters,
 )
 
 VIEWS: dict[str, str] = {

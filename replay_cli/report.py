@@ -11,7 +11,7 @@ from replay_cli.result import STATUS_FAILED, Result
 from replay_cli.store import BatchCounts
 
 MAX_FAILURES_LISTED = 1000  # in the --json summary; the database keeps all of them
-COUNT_KEYS = ("discovered", "skipped", "parsed", "ok", "partial", "duplicate", "failed")
+COUNT_KEYS = ("discovered", "skipped", "parsed", "ok", "partial", "duplicate", "failed", "filtered")
 
 
 class ProgressSink(Protocol):
@@ -77,7 +77,7 @@ class Tally:
 
     def add_stored(self, stored: BatchCounts) -> None:
         """Count what a batch stored; a file whose rows could not be written is listed as a failure."""
-        for key in ("ok", "partial", "duplicate", "failed"):
+        for key in ("ok", "partial", "duplicate", "failed", "filtered"):
             self.counts[key] += getattr(stored, key)
         for path, error_type, message in stored.store_errors:
             self.failure_groups[("store_error", error_type, "unknown")] += 1

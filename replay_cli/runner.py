@@ -23,14 +23,15 @@ from typing import Any
 from pebble import ProcessExpired, ProcessPool
 from pebble.common.types import RemoteTraceback
 
-from replay_cli.backend import BackendBroken, Executor, Job, Settled, StopCheck, run_jobs
+from replay_cli.backend import BackendBroken, Executor, Job, ReplayBytes, Settled, StopCheck, run_jobs
 from replay_cli.defaults import MAX_TASKS_PER_WORKER
 from replay_cli.failures import describe_exit, failure_from, one_line
 from replay_cli.limits import cap_address_space
-from replay_cli.parse import parse_file
+from replay_cli.parse import parse_file, parse_replay
 from replay_cli.result import Result
 
 ParseFn = Callable[[str, str, int], Result]
+BytesParseFn = Callable[..., Result]  # parse_replay(data, depth, source=...), maybe with filters bound
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ _START_ERRORS = (OSError, ImportError, NotImplementedError, ValueError, RuntimeE
 
 
 def run_parses(
-    paths: Iterable[str],
+    paths: Iterable[str | ReplayBytes],
     *,
     depth: str,
     workers: int,
@@ -63,6 +64,7 @@ def run_parses(
     max_memory: int | None,
     max_bytes: int,
     parse_fn: ParseFn = parse_file,
+    bytes_fn: BytesParseFn = parse_replay,
     max_in_flight: int | None = None,
     max_tasks_per_worker: int = MAX_TASKS_PER_WORKER,
     should_stop: StopCheck = lambda: False,
@@ -81,12 +83,13 @@ def run_parses(
     if first is None:
         return
     path_iter = itertools.chain([first], path_iter)
-    executor: Executor = InlineExecutor(parse_fn, depth, max_bytes)
+    executor: Executor = InlineExecutor(parse_fn, depth, max_bytes, bytes_fn)
     if workers > 0:
         pool = LocalPool(workers, max_memory, max_tasks_per_worker, timeout)
         try:
             pool.start()
-            executor = PoolExecutor(pool, parse_fn, depth, max_bytes, max_in_flight or IN_FLIGHT_PER_WORKER * workers)
+            executor = PoolExecutor(pool, parse_fn, depth, max_bytes, max_in_flight or IN_FLIGHT_PER_WORKER * workers,
+                                    bytes_fn)
         except _START_ERRORS as exc:
             pool.stop()
             log.warning("cannot start %d worker processes (%s: %s); parsing in this process",
@@ -97,15 +100,16 @@ def run_parses(
 class InlineExecutor(Executor):
     """Parse in this process: debuggable, and the fallback when no worker process can start."""
 
-    def __init__(self, parse_fn: ParseFn, depth: str, max_bytes: int) -> None:
-        self.parse_fn, self.depth, self.max_bytes = parse_fn, depth, max_bytes
+    def __init__(self, parse_fn: ParseFn, depth: str, max_bytes: int, bytes_fn: BytesParseFn = parse_replay) -> None:
+        self.parse_fn, self.depth, self.max_bytes, self.bytes_fn = parse_fn, depth, max_bytes, bytes_fn
 
     def submit(self, job: Job) -> cf.Future[Any]:
         """Parse at once, classifying escaped exceptions as the pool does; return a finished future."""
         future: cf.Future[Result] = cf.Future()
-        path = job.payload
+        path = job.sources[0]
         try:
-            future.set_result(self.parse_fn(path, self.depth, self.max_bytes))
+            fn, args, kwargs = work_for(job.payload, self.parse_fn, self.bytes_fn, self.depth, self.max_bytes)
+            future.set_result(fn(*args, **kwargs))
         except MemoryError as exc:
             future.set_result(failure_from(path, self.depth, "memory", exc, f"out of memory: {exc}"))
         except Exception as exc:  # the worker boundary: one bad file must not end the batch
@@ -171,18 +175,19 @@ class LocalPool:
 class PoolExecutor(Executor):
     """Parse one path per task on a LocalPool; timeouts and crashes are re-checked alone."""
 
-    def __init__(self, pool: LocalPool, parse_fn: ParseFn, depth: str, max_bytes: int, window: int) -> None:
+    def __init__(self, pool: LocalPool, parse_fn: ParseFn, depth: str, max_bytes: int, window: int,
+                 bytes_fn: BytesParseFn = parse_replay) -> None:
         self.pool, self.parse_fn, self.depth, self.max_bytes = pool, parse_fn, depth, max_bytes
-        self.window = max(1, window)
+        self.window, self.bytes_fn = max(1, window), bytes_fn
 
     def submit(self, job: Job) -> cf.Future[Any]:
-        return self.pool.submit(self.parse_fn, (job.payload, self.depth, self.max_bytes))
+        return self.pool.submit(*work_for(job.payload, self.parse_fn, self.bytes_fn, self.depth, self.max_bytes))
 
     def settle(self, future: cf.Future[Any], job: Job) -> Settled:
         exc = future.exception() if not future.cancelled() else cf.CancelledError()
         if exc is None:
             return Settled([future.result()])
-        failure = self.pool.classify(exc, job.payload, self.depth)
+        failure = self.pool.classify(exc, job.sources[0], self.depth)
         if failure is None:
             raise BackendBroken(f"a future failed with {type(exc).__name__}: {exc}")
         error = failure["error"]
@@ -213,6 +218,14 @@ class PoolExecutor(Executor):
 
     def close(self, abandoned: list[cf.Future[Any]]) -> None:
         self.pool.stop()
+
+
+def work_for(item: str | ReplayBytes, parse_fn: ParseFn, bytes_fn: BytesParseFn, depth: str,
+             max_bytes: int) -> tuple[Callable[..., Result], tuple[Any, ...], dict[str, Any]]:
+    """The call a worker makes for one item: parse_fn on a path, bytes_fn on bytes read here."""
+    if isinstance(item, ReplayBytes):
+        return bytes_fn, (item.data, depth), {"source": item.source}
+    return parse_fn, (item, depth, max_bytes), {}
 
 
 def start_pool(workers: int, max_memory: int | None, max_tasks: int) -> ProcessPool:

@@ -44,7 +44,7 @@ from replay_cli.migrations import (
     create_views,
     stale_views,
 )
-from replay_cli.result import DEPTHS, STATUS_FAILED, STATUS_OK, STATUS_PARTIAL, Result
+from replay_cli.result import DEPTHS, STATUS_FAILED, STATUS_FILTERED, STATUS_OK, STATUS_PARTIAL, Result
 
 BUSY_TIMEOUT_MS = 5000  # how long a writer waits for another process's transaction before giving up
 LOOKUP_CHUNK = 500  # paths per `IN (...)` query: well under SQLite's bound-variable limit
@@ -111,6 +111,7 @@ class FileStat:
     path: str
     size: int
     mtime_ns: int
+    crc32: int | None = None  # a zip member's, from the archive's directory
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,20 @@ class FileRecord:
     status: str
     depth: str | None
     sha256: str | None
+    crc32: int | None = None
+    filter_key: str | None = None  # the ingest filters a `filtered` row was decided under
+
+
+@dataclass(frozen=True, slots=True)
+class PackRecord:
+    """A pack read to the end by a finished run: unchanged, it is skipped without being opened."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    members: int  # replay members, nested packs' included
+    depth: str | None
+    filter_key: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +148,7 @@ class BatchCounts:
     partial: int = 0
     duplicate: int = 0
     failed: int = 0
+    filtered: int = 0
     # (path, exception type, one-line reason) of each file whose rows could not be written; in `failed` too.
     store_errors: tuple[tuple[str, str, str], ...] = ()
 
@@ -268,27 +284,29 @@ class Store:
                 create_views(self.db, stale_views(self.db))
 
     def save_batch(
-        self, items: Sequence[tuple[FileStat, Result]], run_id: int, *, replace: bool = False
+        self, items: Sequence[tuple[FileStat, Result]], run_id: int, *, replace: bool = False,
+        filter_key: str | None = None,
     ) -> BatchCounts:
         """Write a batch of parse results in one transaction and return how many got each status.
 
         Each replay, its child rows and its `files` row land together or not at all. `replace` (--force)
-        rewrites a stored replay even when this result is not deeper, once per run. Raises StoreError,
-        after rolling the whole batch back, when any write fails or a result is malformed.
+        rewrites a stored replay even when this result is not deeper, once per run. `filter_key` (the
+        run's IngestFilters.key()) goes on every files row. Raises StoreError, after rolling the whole
+        batch back, when any write fails or a result is malformed.
         """
-        counts = dict.fromkeys(("ok", "partial", "duplicate", "failed"), 0)
+        counts = dict.fromkeys(("ok", "partial", "duplicate", "failed", "filtered"), 0)
         store_errors: list[tuple[str, str, str]] = []
         stored_at = _now()
         with self._translate("write to"), self._immediate():
             for stat, result in items:
-                status, problem = self._save_contained(stat, result, run_id, replace, stored_at)
+                status, problem = self._save_contained(stat, result, run_id, (replace, filter_key), stored_at)
                 counts[status] += 1
                 if problem is not None:
                     store_errors.append((stat.path, *problem))
         return BatchCounts(**counts, store_errors=tuple(store_errors))
 
     def _save_contained(
-        self, stat: FileStat, result: Result, run_id: int, replace: bool, stored_at: str
+        self, stat: FileStat, result: Result, run_id: int, how: tuple[bool, str | None], stored_at: str
     ) -> tuple[str, tuple[str, str] | None]:
         """Write one result inside a SAVEPOINT; on a per-file error roll it back and record a store_error.
 
@@ -297,7 +315,7 @@ class Store:
         problem: tuple[str, str] | None = None
         self._conn.execute("SAVEPOINT one_file")
         try:
-            status = self._save_one(stat, result, run_id, replace, stored_at)
+            status = self._save_one(stat, result, run_id, how, stored_at)
         except _ONE_FILE_ERRORS as exc:
             self._conn.execute("ROLLBACK TO one_file")
             problem = type(exc).__name__, one_line(f"{type(exc).__name__}: {exc}")
@@ -320,12 +338,14 @@ class Store:
             printable = stat.path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
             self._upsert_file(FileStat(printable, stat.size, stat.mtime_ns), failure, run_id, STATUS_FAILED, None)
 
-    def _save_one(self, stat: FileStat, result: Result, run_id: int, replace: bool, stored_at: str) -> str:
-        """Write one result and return the files.status it got."""
-        status, sha = result["status"], result["sha256"]
-        if status == STATUS_FAILED:
-            self._upsert_file(stat, result, run_id, STATUS_FAILED, result["depth_reached"])
-            return STATUS_FAILED
+    def _save_one(
+        self, stat: FileStat, result: Result, run_id: int, how: tuple[bool, str | None], stored_at: str
+    ) -> str:
+        """Write one result and return the files.status it got; `how` is (replace, filter_key)."""
+        (replace, filter_key), status, sha = how, result["status"], result["sha256"]
+        if status in (STATUS_FAILED, STATUS_FILTERED):
+            self._upsert_file(stat, result, run_id, status, result["depth_reached"], filter_key)
+            return status
         replay = result["replay"]
         if status not in FILE_STATUSES_WITH_REPLAY or replay is None or sha is None:
             raise StoreError(
@@ -346,7 +366,7 @@ class Store:
                 depth = stored_depth  # re-parse of the path that stored it: keep the deeper stored replay
             else:
                 status, depth = STATUS_DUPLICATE, stored_depth
-        self._upsert_file(stat, result, run_id, status, depth)
+        self._upsert_file(stat, result, run_id, status, depth, filter_key)
         return status
 
     def _owns(self, path: str, sha: str) -> bool:
@@ -383,7 +403,8 @@ class Store:
             self._conn.executemany(_CHILD_INSERTS[table], params)
 
     def _upsert_file(
-        self, stat: FileStat, result: Result, run_id: int, status: str, depth: str | None
+        self, stat: FileStat, result: Result, run_id: int, status: str, depth: str | None,
+        filter_key: str | None = None,
     ) -> None:
         error = result["error"]
         parser = result.get("parser") or {}
@@ -407,6 +428,8 @@ class Store:
             "attempts": 1,
             "first_run": run_id,
             "last_run": run_id,
+            "crc32": stat.crc32,
+            "filter_key": filter_key,
         }
         self._conn.execute(_FILE_UPSERT, [values[column] for column in FILE_COLUMNS])
 
@@ -420,12 +443,37 @@ class Store:
             for start in range(0, len(paths), LOOKUP_CHUNK):
                 chunk = list(paths[start : start + LOOKUP_CHUNK])
                 rows = self._conn.execute(
-                    "SELECT path, size, mtime_ns, status, depth, sha256 FROM files "
+                    "SELECT path, size, mtime_ns, status, depth, sha256, crc32, filter_key FROM files "
                     f"WHERE path IN ({', '.join('?' * len(chunk))})",
                     chunk,
                 )
                 records.update((row[0], FileRecord(*row)) for row in rows)
         return records
+
+    def lookup_packs(self, paths: Sequence[str]) -> dict[str, PackRecord]:
+        """Return the stored record of each pack path a finished run read to the end. Raises StoreError."""
+        records: dict[str, PackRecord] = {}
+        with self._translate("read"):
+            for start in range(0, len(paths), LOOKUP_CHUNK):
+                chunk = list(paths[start : start + LOOKUP_CHUNK])
+                rows = self._conn.execute(
+                    "SELECT path, size, mtime_ns, members, depth, filter_key FROM packs "
+                    f"WHERE path IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                )
+                records.update((row[0], PackRecord(*row)) for row in rows)
+        return records
+
+    def save_packs(self, records: Sequence[PackRecord], run_id: int) -> None:
+        """Record packs whose every member is committed, in one transaction. Raises StoreError."""
+        if not records:
+            return
+        with self._translate("write to"), self._immediate():
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO packs (path, size, mtime_ns, members, depth, filter_key, last_run) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(r.path, r.size, r.mtime_ns, r.members, r.depth, r.filter_key, run_id) for r in records],
+            )
 
     def begin_run(self, command: str, options: dict[str, Any], workers: int, depth: str) -> int:
         """Record the start of a run and return its id. Raises StoreError."""

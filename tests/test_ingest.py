@@ -21,7 +21,7 @@ JSON_SUMMARY_KEYS = {
     "replaycli_result_version", "command", "status", "exit_code", "run_id", "db", "counts", "failures",
     "failures_listed", "wall_seconds", "files_per_second",
 }
-COUNT_KEYS = {"discovered", "skipped", "parsed", "ok", "partial", "duplicate", "failed"}
+COUNT_KEYS = {"discovered", "skipped", "parsed", "ok", "partial", "duplicate", "failed", "filtered"}
 
 
 def dump(db_path: Path, *, path_prefix: str = "") -> dict[str, list[tuple]]:

@@ -172,7 +172,7 @@ def test_open_applies_migrations_once_and_sets_pragmas(db_path: Path) -> None:
     migrations = rows(db_path, "SELECT name, applied_at FROM _replaycli_migrations")
     assert [m["name"] for m in migrations] == [
         "m001_initial", "m002_files_error_release", "m003_child_tables_without_rowid", "m004_replay_quality",
-        "m005_files_resources",
+        "m005_files_resources", "m006_packs_and_filters",
     ]
     assert migrations[0]["applied_at"].endswith("+00:00")
     tables = {r["name"] for r in rows(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -282,6 +282,8 @@ def test_save_ok_writes_exact_rows(store: Store) -> None:
             "cpu_seconds": 0.2,
             "peak_rss_bytes": 48_000_000,
             "peak_rss_scope": "file",
+            "crc32": None,  # a loose file: no archive directory declares one
+            "filter_key": None,  # no ingest filters
         }
     ]
 
@@ -330,6 +332,8 @@ def test_save_failed_counts_attempts(store: Store) -> None:
             "cpu_seconds": 0.01,
             "peak_rss_bytes": None,
             "peak_rss_scope": None,
+            "crc32": None,
+            "filter_key": None,
         }
     ]
     assert rows(store, "SELECT count(*) AS n FROM replays") == [{"n": 0}]
@@ -500,7 +504,7 @@ def test_two_processes_write_the_same_new_database(db_path: Path) -> None:
     ]
     assert rows(db_path, "SELECT name FROM _replaycli_migrations") == [
         {"name": "m001_initial"}, {"name": "m002_files_error_release"}, {"name": "m003_child_tables_without_rowid"},
-        {"name": "m004_replay_quality"}, {"name": "m005_files_resources"},
+        {"name": "m004_replay_quality"}, {"name": "m005_files_resources"}, {"name": "m006_packs_and_filters"},
     ]
     assert rows(db_path, "SELECT count(*) AS n FROM runs WHERE exit_code = 0") == [{"n": 2}]
 
@@ -544,6 +548,7 @@ def test_runs_are_recorded(store: Store) -> None:
         "files_per_second": 4.0,
         "exit_code": 0,
         "interrupted": 0,
+        "filtered": 0,  # m006: not in this run's counts, so none
     }
     with pytest.raises(StoreError, match="no such run"):
         store.finish_run(run_id + 1, counts, 1.0, 0, False)
