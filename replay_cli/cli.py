@@ -509,7 +509,7 @@ def where(as_json: bool) -> None:
 @click.option("--db", "db_path", type=click.Path(dir_okay=False, exists=True), default="replays.db",
               envvar="REPLAYCLI_DB", show_default=True, help="SQLite database to read.")
 @click.option("--player", "players", multiple=True, metavar="NAME_OR_TOON",
-              help="Add a page about this player (a name or a toon handle such as 2-S2-1-123456); "
+              help="Add a section about this player (a name or a toon handle such as 2-S2-1-123456); "
               "repeat it to merge several accounts into one person.")
 @click.option("--since", default=None, metavar="WHEN",
               help="Only games played from WHEN: YYYY-MM-DD, an ISO-8601 time (UTC unless it says), or Nd "
@@ -531,7 +531,7 @@ def report(out_path: str | None, db_path: str, players: tuple[str, ...], since: 
     \b
     Example:
         replaycli report --out report.html
-        replaycli report --out me.html --player Serral --player 2-S2-1-315071 --since 90d
+        replaycli report --out me.html --player Alpha42 --player 2-S2-1-315071 --since 90d
         replaycli report --json --since 2025-01-01 | jq .database.totals
 
     \b
