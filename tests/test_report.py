@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import sqlite3
 import struct
@@ -363,6 +364,7 @@ def _chromium() -> str:
     return found
 
 
+BROWSER_SILENCE_S = 300
 UNUSED_PROXY = "http://127.0.0.1:9"  # the discard port, closed here: nothing the page asks for can leave
 BROWSER_FLAGS = ("--headless", "--disable-gpu", "--no-sandbox", "--no-first-run", "--hide-scrollbars",
                  f"--proxy-server={UNUSED_PROXY}", "--proxy-bypass-list=<-loopback>",
@@ -390,6 +392,9 @@ class Browser:
 
     def _message(self) -> dict[str, Any]:
         while b"\0" not in self._buffer:
+            # A guard against a hung browser, not a timing check: a healthy answer takes milliseconds.
+            ready, _, _ = select.select([self._replies], [], [], BROWSER_SILENCE_S)
+            assert ready, f"chromium said nothing for {BROWSER_SILENCE_S} s"
             chunk = os.read(self._replies, 1 << 16)
             assert chunk, "chromium closed the DevTools pipe"
             self._buffer += chunk
