@@ -193,6 +193,8 @@ def _mebibytes(value: int | None) -> int | None:
 @max_size_option
 @click.option("--force", is_flag=True, help="Re-parse every file, even unchanged ones.")
 @click.option("--retry-failed", is_flag=True, help="Re-parse files that failed or were partial before.")
+@click.option("--reparse-degraded", is_flag=True,
+              help="Re-parse degraded replays stored by other replaycli or sc2reader versions (after an upgrade).")
 @click.option("--null", "null_separated", is_flag=True, help="Paths read from stdin (-) are NUL-separated.")
 @click.option("--archive", "archive_dir", type=click.Path(file_okay=False), default=None,
               help="Also keep each stored replay as DIR/<2 hex>/<sha256>.SC2Replay (never written twice).")
@@ -217,7 +219,7 @@ def _mebibytes(value: int | None) -> int | None:
 @click.option("--no-events", is_flag=True, help="With --watch: rescans only, no filesystem events "
               "(network or Wine folders that deliver none).")
 def ingest(inputs: tuple[str, ...], db_path: str, depth: str, workers: int, timeout: float, max_memory: int,
-           max_size: int, force: bool, retry_failed: bool, null_separated: bool, archive_dir: str | None,
+           max_size: int, force: bool, retry_failed: bool, reparse_degraded: bool, null_separated: bool, archive_dir: str | None,
            scheduler: str | None, shared_fs: bool, batch_size: int | None, as_json: bool, quiet: bool,
            verbose: bool, log_file: str | None, watch: bool, settle: float | None, rescan: float | None,
            no_events: bool, pack_password: str | None, **filter_values: Any) -> None:
@@ -257,10 +259,12 @@ def ingest(inputs: tuple[str, ...], db_path: str, depth: str, workers: int, time
     _configure_logging(verbose, log_file)
     options = IngestOptions(depth=depth, workers=workers, timeout=timeout, max_memory=_mebibytes(max_memory),
                             max_bytes=max_size * 2**20, force=force, retry_failed=retry_failed,
+                            reparse_degraded=reparse_degraded,
                             archive_dir=archive_dir, filters=_ingest_filters(filter_values),
                             pack_password=pack_password.encode() if pack_password is not None else None)
     run_options = {"inputs": list(inputs), "depth": depth, "workers": workers, "timeout": timeout,
-                   "force": force, "retry_failed": retry_failed, "max_memory_mib": max_memory, "max_size_mib": max_size,
+                   "force": force, "retry_failed": retry_failed, "reparse_degraded": reparse_degraded,
+                   "max_memory_mib": max_memory, "max_size_mib": max_size,
                    "scheduler": scheduler, "archive": archive_dir,
                    "filters": options.filters.key() if options.filters else None,
                    "pack_password": pack_password is not None}  # whether one was given, never the password
@@ -420,23 +424,31 @@ def _configure_logging(verbose: bool, log_file: str | None) -> None:
               envvar="REPLAYCLI_DB", show_default=True, help="SQLite database to read.")
 @click.option("--json", "as_json", is_flag=True, help="Print the failures as a JSON array.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most this many.")
-def failures(db_path: str, as_json: bool, limit: int | None) -> None:
+@click.option("--degraded", is_flag=True,
+              help="List the stored replays flagged degraded instead, grouped by reason and release.")
+def failures(db_path: str, as_json: bool, limit: int | None, degraded: bool) -> None:
     """List the files that could not be parsed, with their reasons.
+
+    With --degraded: the replays that were stored but are not to be trusted as they stand (a
+    newer patch than the parser's data, unknown units, missing members), by reason and release.
 
     \b
     Example:
         replaycli failures
         replaycli failures --json | jq -r '.[].path'
+        replaycli failures --degraded --json | jq '.groups'
     """
-    from replay_cli.render import make_console, print_failures, write_json
+    from replay_cli.render import make_console, print_degraded, print_failures, write_json
     from replay_cli.store import open_store
 
     with _opened(open_store, db_path) as store:
-        rows = store.failures(limit)
+        report: Any = store.degraded(limit) if degraded else store.failures(limit)
     if as_json:
-        write_json(rows)
+        write_json(report)
+    elif degraded:
+        print_degraded(report, make_console(stderr=False))
     else:
-        print_failures(rows, make_console(stderr=False))
+        print_failures(report, make_console(stderr=False))
 
 
 @cli.command()

@@ -20,7 +20,7 @@ from replay_cli.defaults import DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMORY, DEFAULT_T
 from replay_cli.errors import PoolUnrecoverable
 from replay_cli.exitcodes import EXIT_FATAL
 from replay_cli.filters import IngestFilters
-from replay_cli.parse import parse_file, parse_replay
+from replay_cli.parse import current_parser_version, parse_file, parse_replay
 from replay_cli.plan import PlanChunk, PlanRules, plan_paths
 from replay_cli.report import NullProgress, ProgressSink, Tally
 from replay_cli.result import DEFAULT_DEPTH, Result
@@ -43,6 +43,7 @@ class IngestOptions:
     max_bytes: int = DEFAULT_MAX_BYTES
     force: bool = False
     retry_failed: bool = False
+    reparse_degraded: bool = False  # parse degraded files again when other parser versions stored them
     archive_dir: str | None = None  # copy each stored replay to DIR/<2 hex>/<sha256>.SC2Replay
     filters: IngestFilters | None = None  # keep only the replays these match; the others are `filtered`
     pack_password: bytes | None = field(default=None, repr=False)  # unlocks ZipCrypto pack members
@@ -110,7 +111,7 @@ class _Run:
         self.started = time.monotonic()
         run_id = store.begin_run("ingest", run_options, options.workers, options.depth)
         self.tally = Tally(run_id=run_id, db_path=store.path)
-        self.writer = BatchWriter(store, run_id, replace=options.force, archive_dir=options.archive_dir,
+        self.writer = BatchWriter(store, run_id, replace=options.force or options.reparse_degraded, archive_dir=options.archive_dir,
                                   on_stored=self._stored,
                                   filter_key=options.filters.key() if options.filters is not None else None)
         self.packs_done: list[PackRecord] = []
@@ -175,6 +176,7 @@ def ingest_paths(
     """
     run = _Run(store, options, progress or NullProgress(), run_options or {})
     rules = PlanRules(options.depth, options.max_bytes, options.force, options.retry_failed,
+                      reparse_degraded_for=current_parser_version() if options.reparse_degraded else None,
                       filter_key=options.filters.key() if options.filters is not None else None,
                       pack_password=options.pack_password)
     feed = _Feed(plan_paths(paths, store.lookup_files, rules, store.lookup_packs), bool(options.archive_dir))

@@ -29,6 +29,8 @@ class PlanRules:
     max_bytes: int
     force: bool = False
     retry_failed: bool = False
+    # --reparse-degraded: the running parser versions; a degraded file parsed by others is parsed again.
+    reparse_degraded_for: str | None = None
     filter_key: str | None = None  # IngestFilters.key(): a file filtered under other filters is decided again
     pack_password: bytes | None = field(default=None, repr=False)
 
@@ -151,7 +153,7 @@ def _member_chunk(batch: list[Member | tuple[FileStat, Result]], lookup: Lookup,
 
 def _pack_unchanged(record: PackRecord, pack_stat: FileStat, rules: PlanRules) -> bool:
     """Whether a pack can be skipped without being opened: the same bytes, read as this run would."""
-    if rules.force or rules.retry_failed or record.filter_key != rules.filter_key:
+    if rules.force or rules.retry_failed or rules.reparse_degraded_for or record.filter_key != rules.filter_key:
         return False
     if (record.size, record.mtime_ns) != (pack_stat.size, pack_stat.mtime_ns):
         return False
@@ -181,6 +183,8 @@ def _unchanged_and_done(record: FileRecord | None, file_stat: FileStat, rules: P
     if record is None or rules.force:
         return False
     if (record.size, record.mtime_ns, record.crc32) != (file_stat.size, file_stat.mtime_ns, file_stat.crc32):
+        return False
+    if rules.reparse_degraded_for and record.degraded and record.parser_version != rules.reparse_degraded_for:
         return False
     if record.status in STATUSES_RETRIED:
         return not rules.retry_failed

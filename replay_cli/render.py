@@ -121,6 +121,27 @@ def print_parse_summary(results: Sequence[Mapping[str, Any]], console: Console) 
             console.print(Text(f"  [{message['real_s']:.0f}s] {safe(message['sender_name'])}: {safe(message['text'])}"))
 
 
+def print_degraded(report: Mapping[str, Any], console: Console) -> None:
+    """Print `replaycli failures --degraded`: counts by reason and release, then the replays."""
+    groups = report.get("groups") or []
+    if not groups:
+        console.print(Text("No degraded replays.", style="green"))
+        return
+    table = Table(title="degraded replays by reason and release", title_justify="left")
+    for column in ("reason", "release", "replays", "example"):
+        table.add_column(column)
+    for group in groups:
+        table.add_row(*(_cell(group[c]) for c in ("reason", "release", "replays", "example")))
+    console.print(table)
+    replays = Table(title="degraded replays", title_justify="left")
+    for column in ("path", "release", "reasons", "parser"):
+        replays.add_column(column)
+    for row in report.get("replays") or []:
+        replays.add_row(_cell(row["path"]), _cell(row["release"]), _cell(", ".join(row["reasons"])),
+                        _cell(row["parser_version"]))
+    console.print(replays)
+
+
 def print_failures(rows: Iterable[Mapping[str, Any]], console: Console) -> None:
     """Print recorded failures as a table."""
     table = Table(title="Failures")

@@ -126,6 +126,8 @@ class FileRecord:
     sha256: str | None
     crc32: int | None = None
     filter_key: str | None = None  # the ingest filters a `filtered` row was decided under
+    parser_version: str | None = None  # "replaycli/sc2reader" versions that parsed it
+    degraded: bool | None = None  # its replay's flag; None when unknown or no replay
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,8 +445,9 @@ class Store:
             for start in range(0, len(paths), LOOKUP_CHUNK):
                 chunk = list(paths[start : start + LOOKUP_CHUNK])
                 rows = self._conn.execute(
-                    "SELECT path, size, mtime_ns, status, depth, sha256, crc32, filter_key FROM files "
-                    f"WHERE path IN ({', '.join('?' * len(chunk))})",
+                    "SELECT f.path, f.size, f.mtime_ns, f.status, f.depth, f.sha256, f.crc32, f.filter_key, "
+                    "f.parser_version, r.degraded FROM files f LEFT JOIN replays r ON r.sha256 = f.sha256 "
+                    f"WHERE f.path IN ({', '.join('?' * len(chunk))})",
                     chunk,
                 )
                 records.update((row[0], FileRecord(*row)) for row in rows)
@@ -528,6 +531,27 @@ class Store:
                 "FROM v_failures ORDER BY last_run DESC, path LIMIT ?",
                 (-1 if limit is None else limit,),  # SQLite: a negative LIMIT means none
             )
+
+    def degraded(self, limit: int | None = None) -> dict[str, Any]:
+        """Return degraded replays grouped by reason and release, and the replays themselves.
+
+        A replay with several reasons counts once under each. Raises StoreError.
+        """
+        with self._translate("read"):
+            groups = self._dicts(
+                "SELECT reason.value AS reason, r.release, count(*) AS replays, min(r.first_path) AS example "
+                "FROM replays r, json_each(r.quality, '$.reasons') AS reason WHERE r.degraded = 1 "
+                "GROUP BY reason.value, r.release ORDER BY replays DESC, reason, r.release"
+            )
+            rows = self._dicts(
+                "SELECT r.first_path AS path, r.sha256, r.release, r.depth, json_extract(r.quality, '$.reasons') "
+                "AS reasons, f.status, f.parser_version FROM replays r LEFT JOIN files f ON f.path = r.first_path "
+                "WHERE r.degraded = 1 ORDER BY r.release DESC, r.first_path LIMIT ?",
+                (-1 if limit is None else limit,),
+            )
+        for row in rows:
+            row["reasons"] = json.loads(row["reasons"] or "[]")
+        return {"groups": groups, "replays": rows}
 
     def summary(self) -> dict[str, Any]:
         """Return counts for `replaycli stats`: replays by release, game type and map, players, files, runs.

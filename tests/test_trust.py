@@ -122,3 +122,51 @@ def test_ingest_stores_the_flags_and_prints_nothing_of_sc2readers(tmp_path: Path
         "bot": ("partial", 1, ["no_cache_handles"]),
         "healthy": ("ok", 0, []),
     }
+
+
+def _trust_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir(exist_ok=True)
+    (folder / "next-patch.SC2Replay").write_bytes(next_patch_replay())
+    (folder / "bot.SC2Replay").write_bytes(bot_replay())
+    for index in range(2, 5):
+        (folder / f"healthy-{index}.SC2Replay").write_bytes(write_replay(describe_game(SEED, index)))
+    return folder
+
+
+def test_failures_degraded_lists_them_by_reason_and_release(tmp_path: Path, replaycli) -> None:
+    folder, db = _trust_folder(tmp_path), tmp_path / "degraded.db"
+    assert replaycli.run("ingest", str(folder), "--db", str(db), "--workers", "0", text=True).returncode == 0
+    proc = replaycli.run("failures", "--degraded", "--json", "--db", str(db), text=True)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert [(g["reason"], g["release"], g["replays"]) for g in report["groups"]] == [
+        ("datapack_gap", "5.0.17.98310", 1), ("no_cache_handles", "5.0.15.95299", 1)]
+    with sqlite3.connect(db) as conn:
+        expected = {path for (path,) in conn.execute("SELECT first_path FROM replays WHERE degraded = 1")}
+    assert {row["path"] for row in report["replays"]} == expected
+    table = replaycli.run("failures", "--degraded", "--db", str(db), text=True)
+    assert table.returncode == 0 and "datapack_gap" in table.stdout
+
+
+def test_reparse_degraded_reparses_exactly_what_older_parsers_stored(tmp_path: Path, replaycli) -> None:
+    folder, db = _trust_folder(tmp_path), tmp_path / "upgrade.db"
+    first = replaycli.run("ingest", str(folder), "--db", str(db), "--workers", "0", "--json", text=True)
+    assert json.loads(first.stdout)["counts"]["parsed"] == 5
+    # A database written by an older release: same rows, older parser versions on every file.
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE files SET parser_version = '0.0.9/1.8.0'")
+        conn.execute("UPDATE replays SET quality = json_set(quality, '$.data_build', 'stale')")
+    rerun = replaycli.run("ingest", str(folder), "--db", str(db), "--workers", "0", "--json",
+                          "--reparse-degraded", text=True)
+    counts = json.loads(rerun.stdout)["counts"]
+    assert (counts["parsed"], counts["skipped"]) == (2, 3)  # the two degraded replays, nothing else
+    with sqlite3.connect(db) as conn:
+        builds = dict(conn.execute("SELECT first_path, json_extract(quality, '$.data_build') FROM replays "
+                                   "WHERE degraded = 1"))
+        versions = dict(conn.execute("SELECT path, parser_version FROM files"))
+    assert "stale" not in builds.values()  # the re-parse rewrote the replays, not only the files rows
+    assert sum(version != "0.0.9/1.8.0" for version in versions.values()) == 2
+    again = replaycli.run("ingest", str(folder), "--db", str(db), "--workers", "0", "--json",
+                          "--reparse-degraded", text=True)
+    assert json.loads(again.stdout)["counts"]["parsed"] == 0  # now parsed by the running versions
