@@ -163,7 +163,8 @@ class IngestProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.enabled = enabled and console.is_terminal
-        self._counts: dict[str, int] = {"ok": 0, "skipped": 0, "duplicate": 0, "partial": 0, "failed": 0}
+        self._counts: dict[str, int] = {"ok": 0, "skipped": 0, "duplicate": 0, "partial": 0, "failed": 0,
+                                        "filtered": 0}
         self._progress = Progress(
             TextColumn("ingest"),
             BarColumn(),
@@ -197,7 +198,7 @@ class IngestProgress:
         self._progress.advance(self._task, 1)
 
     def stored(self, counts: Any) -> None:
-        for key in ("ok", "duplicate", "partial", "failed"):
+        for key in ("ok", "duplicate", "partial", "failed", "filtered"):
             self._counts[key] += getattr(counts, key)
 
     def refresh(self) -> None:
