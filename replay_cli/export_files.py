@@ -73,8 +73,9 @@ def _csv_number(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return repr(value)
-    # SQLite lets any column hold text: text in a numeric column is still quoted and defused.
-    return str(value) if isinstance(value, int) else _csv_text(value)
+    if isinstance(value, int):  # bool is an int: True is written 1, as SQLite stores it
+        return str(int(value)) if isinstance(value, bool) else str(value)
+    return _csv_text(value)  # SQLite lets any column hold text: still quoted and defused
 
 
 def _csv_text(value: Any) -> str:
