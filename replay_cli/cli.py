@@ -245,9 +245,8 @@ def ingest(inputs: tuple[str, ...], db_path: str, depth: str, workers: int, time
     stored); 2 usage error; 3 the run could not proceed (database, worker pool);
     130/143 interrupted by SIGINT/SIGTERM after committing finished files.
     """
-    from replay_cli.errors import ReplayCliError
     from replay_cli.ingest import IngestOptions
-    from replay_cli.render import error_text, make_console, print_ingest_summary, write_json
+    from replay_cli.render import make_console
 
     if inputs.count(STDIN_MARKER) > 1:
         raise click.UsageError("stdin (-) can be read only once.")
@@ -271,22 +270,32 @@ def ingest(inputs: tuple[str, ...], db_path: str, depth: str, workers: int, time
     if settings is not None:
         sys.exit(_run_watch(db_path, inputs, options, settings, run_options, console=console, quiet=quiet,
                             as_json=as_json, backend=_parse_backend(scheduler, options, batch_size, shared_fs)))
+    sys.exit(_ingest_once(db_path, inputs, options, run_options, console=console, quiet=quiet, as_json=as_json,
+                          null_separated=null_separated,
+                          backend=_parse_backend(scheduler, options, batch_size, shared_fs)))
+
+
+def _ingest_once(db_path: str, inputs: tuple[str, ...], options: IngestOptions, run_options: dict[str, Any], *,
+                 console: Any, quiet: bool, as_json: bool, null_separated: bool, backend: Any) -> int:
+    """Run one ingest, print its summary (or its one-line error) and return the exit code."""
+    from replay_cli.errors import ReplayCliError
+    from replay_cli.render import error_text, print_ingest_summary, write_json
+
     try:
         tally = _run_ingest(db_path, inputs, options, run_options, console=console, quiet=quiet,
-                            null_separated=null_separated,
-                            backend=_parse_backend(scheduler, options, batch_size, shared_fs))
+                            null_separated=null_separated, backend=backend)
     except ReplayCliError as exc:
         if as_json:
             write_json({"replaycli_result_version": 1, "command": "ingest", "status": "error",
                         "exit_code": EXIT_FATAL, "db": db_path, "error": str(exc)})
         console.print(error_text(str(exc)), soft_wrap=True)
-        sys.exit(EXIT_FATAL)
+        return EXIT_FATAL
     summary = tally.as_json()
     if as_json:
         write_json(summary)
     if not quiet:
         print_ingest_summary(summary, tally.failure_groups, console)
-    sys.exit(tally.exit_code)
+    return tally.exit_code
 
 
 def _run_ingest(db_path: str, inputs: tuple[str, ...], options: IngestOptions, run_options: dict[str, Any], *,
