@@ -22,6 +22,7 @@ from replay_cli.exitcodes import EXIT_FATAL
 from replay_cli.filters import IngestFilters
 from replay_cli.parse import current_parser_version, parse_file, parse_replay
 from replay_cli.plan import PlanChunk, PlanRules, plan_paths
+from replay_cli.poolwatch import PoolMonitor
 from replay_cli.report import NullProgress, ProgressSink, Tally
 from replay_cli.result import DEFAULT_DEPTH, Result
 from replay_cli.runner import run_parses
@@ -49,8 +50,12 @@ class IngestOptions:
     pack_password: bytes | None = field(default=None, repr=False)  # unlocks ZipCrypto pack members
 
 
-def local_backend(options: IngestOptions, parse_fn: Callable[[str, str, int], Result] = parse_file) -> ParseBackend:
-    """Return the backend that parses on this machine's pebble process pool (inline for workers=0)."""
+def local_backend(options: IngestOptions, parse_fn: Callable[[str, str, int], Result] = parse_file,
+                  monitor: PoolMonitor | None = None) -> ParseBackend:
+    """Return the backend that parses on this machine's pebble process pool (inline for workers=0).
+
+    monitor, when given, collects what the pool's workers did.
+    """
     bytes_fn: Callable[..., Result] = parse_replay
     if options.filters is not None and options.filters.active:
         # partial() of a module-level function pickles by reference: it reaches workers under any start method.
@@ -61,7 +66,7 @@ def local_backend(options: IngestOptions, parse_fn: Callable[[str, str, int], Re
     def run(paths: Iterator[str | ReplayBytes], should_stop: Callable[[], object]) -> Iterator[Result | None]:
         return run_parses(paths, depth=options.depth, workers=options.workers, timeout=options.timeout,
                           max_memory=options.max_memory, max_bytes=options.max_bytes, parse_fn=parse_fn,
-                          bytes_fn=bytes_fn, should_stop=should_stop)
+                          bytes_fn=bytes_fn, should_stop=should_stop, monitor=monitor)
 
     return run
 
@@ -108,6 +113,7 @@ class _Run:
 
     def __init__(self, store: Store, options: IngestOptions, sink: ProgressSink, run_options: dict[str, Any]) -> None:
         self.store, self.sink = store, sink
+        self.monitor: PoolMonitor | None = None  # set when the run parses on the local pool
         self.started = time.monotonic()
         run_id = store.begin_run("ingest", run_options, options.workers, options.depth)
         self.tally = Tally(run_id=run_id, db_path=store.path)
@@ -148,11 +154,14 @@ class _Run:
         """Record how the run ended in the runs table and return the tally."""
         self.tally.wall_seconds = time.monotonic() - self.started
         self.tally.interrupted_by = interrupted_by
+        if self.monitor is not None:
+            self.tally.pool = self.monitor.numbers().as_dict()
         if interrupted_by is None and exit_code is None:
             # Only now is every member of these packs committed: a re-run may skip them unopened.
             self.store.save_packs(self.packs_done, self.tally.run_id)
         self.store.finish_run(self.tally.run_id, self.tally.count_dict(), self.tally.wall_seconds,
-                              self.tally.exit_code if exit_code is None else exit_code, interrupted_by is not None)
+                              self.tally.exit_code if exit_code is None else exit_code, interrupted_by is not None,
+                              pool=self.tally.pool)
         return self.tally
 
 
@@ -180,7 +189,9 @@ def ingest_paths(
                       filter_key=options.filters.key() if options.filters is not None else None,
                       pack_password=options.pack_password)
     feed = _Feed(plan_paths(paths, store.lookup_files, rules, store.lookup_packs), bool(options.archive_dir))
-    backend = backend or local_backend(options, parse_fn)
+    if backend is None:
+        run.monitor = PoolMonitor()
+        backend = local_backend(options, parse_fn, run.monitor)
     results = backend(feed.paths(), lambda: stop_requested() is not None)
     try:
         for result in results:

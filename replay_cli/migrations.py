@@ -72,7 +72,12 @@ RUN_COLUMNS_V1: dict[str, Any] = {
     "depth": str, "counts": str, **{name: int for name in RUN_COUNT_NAMES_V1}, "wall_seconds": float,
     "files_per_second": float, "exit_code": int, "interrupted": bool,
 }
-RUN_COLUMNS: dict[str, Any] = {**RUN_COLUMNS_V1, "filtered": int}
+# m007: what the run's worker pool did (poolwatch.py says exactly what each number counts).
+RUN_POOL_COLUMNS: dict[str, Any] = {
+    "workers_started": int, "replaced_crash": int, "replaced_memory": int, "replaced_recycle": int,
+    "replaced_timeout": int, "max_queued": int, "max_in_flight": int, "max_worker_rss_bytes": int,
+}
+RUN_COLUMNS: dict[str, Any] = {**RUN_COLUMNS_V1, "filtered": int, **RUN_POOL_COLUMNS}
 # m006: one row per pack read to the end, so an unchanged pack is skipped without being opened.
 PACK_COLUMNS: dict[str, Any] = {
     "path": str, "size": int, "mtime_ns": int, "members": int, "depth": str, "filter_key": str, "last_run": int,
@@ -187,6 +192,15 @@ def m006_packs_and_filters(db: Database) -> None:
     db["packs"].create(PACK_COLUMNS, pk="path", not_null=["path", "size", "mtime_ns"])  # type: ignore[union-attr]
 
 
+def m007_runs_pool(db: Database) -> None:
+    """Record per run what its worker pool did: workers started and replaced by reason, queue, memory.
+
+    Runs recorded before this migration, and runs whose workers nobody watched (Dask), keep NULLs.
+    """
+    for name, kind in RUN_POOL_COLUMNS.items():
+        db["runs"].add_column(name, kind)  # type: ignore[union-attr]
+
+
 MIGRATIONS: tuple[Callable[[Database], None], ...] = (
     m001_initial,
     m002_files_error_release,
@@ -194,6 +208,7 @@ MIGRATIONS: tuple[Callable[[Database], None], ...] = (
     m004_replay_quality,
     m005_files_resources,
     m006_packs_and_filters,
+    m007_runs_pool,
 )
 
 VIEWS: dict[str, str] = {

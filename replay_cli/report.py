@@ -54,6 +54,7 @@ class Tally:
     failure_groups: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (kind, type, build)
     wall_seconds: float = 0.0
     interrupted_by: int | None = None  # the signal number
+    pool: dict[str, Any] | None = None  # PoolNumbers.as_dict() of the local pool; None when none was watched
 
     @property
     def exit_code(self) -> int:
@@ -105,4 +106,5 @@ class Tally:
             "failures_listed": len(self.failures),
             "wall_seconds": round(self.wall_seconds, 3),
             "files_per_second": self.files_per_second,
+            "pool": self.pool,
         }

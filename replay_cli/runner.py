@@ -28,6 +28,7 @@ from replay_cli.defaults import MAX_TASKS_PER_WORKER
 from replay_cli.failures import describe_exit, failure_from, one_line
 from replay_cli.limits import cap_address_space
 from replay_cli.parse import parse_file, parse_replay
+from replay_cli.poolwatch import PoolMonitor, pool_processes, retire_after_memory_failure, run_in_worker, watch_task
 from replay_cli.result import Result
 
 ParseFn = Callable[[str, str, int], Result]
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 # thread or a worker that escaped its timeout: rebuild it.
 STALL_GRACE_S = 30
 IN_FLIGHT_PER_WORKER = 3  # 2-4 futures per worker keep every worker busy with few results in memory
+SAMPLE_EVERY_S = 0.1  # how often a batch reads its workers' /proc entries: often enough to see each one
+# A failure kind that also ended the worker that ran it, as poolwatch names the replacement.
+_REPLACING_KINDS = {"worker_crash": "crash", "timeout": "timeout", "memory": "memory"}
 JOIN_TIMEOUT_S = 5.0
 HELPERS_EXIT_S = 2.0  # the fork server and resource tracker get as long to exit as a Ctrl-C run
 WATCHDOG_POLL_S = 0.5  # fallback parent check where os.pidfd_open is missing
@@ -68,6 +72,7 @@ def run_parses(
     max_in_flight: int | None = None,
     max_tasks_per_worker: int = MAX_TASKS_PER_WORKER,
     should_stop: StopCheck = lambda: False,
+    monitor: PoolMonitor | None = None,
 ) -> Generator[Result | None, None, None]:
     """Yield one Result per path in completion order, and None as an idle tick at least every 0.25 s.
 
@@ -75,6 +80,7 @@ def run_parses(
     parse. A pool that cannot start falls back to inline with a warning. When should_stop() turns
     true, or the generator is closed, the pool is stopped and in-flight paths are not yielded.
     Raises PoolUnrecoverable after backend.MAX_BREAKAGES_WITHOUT_PROGRESS pool breakages in a row.
+    monitor, when given, collects what the pool's workers did (see poolwatch).
     """
     path_iter = iter(paths)
     # Start no pool until there is something to parse: an unchanged re-run skips every file, and
@@ -85,7 +91,7 @@ def run_parses(
     path_iter = itertools.chain([first], path_iter)
     executor: Executor = InlineExecutor(parse_fn, depth, max_bytes, bytes_fn)
     if workers > 0:
-        pool = LocalPool(workers, max_memory, max_tasks_per_worker, timeout)
+        pool = LocalPool(workers, max_memory, max_tasks_per_worker, timeout, monitor)
         try:
             pool.start()
             executor = PoolExecutor(pool, parse_fn, depth, max_bytes, max_in_flight or IN_FLIGHT_PER_WORKER * workers,
@@ -123,11 +129,13 @@ class InlineExecutor(Executor):
 class LocalPool:
     """One pebble pool at a time: start it, submit to it, replace it when it breaks, classify failures."""
 
-    def __init__(self, workers: int, max_memory: int | None, max_tasks: int, timeout: float | None) -> None:
+    def __init__(self, workers: int, max_memory: int | None, max_tasks: int, timeout: float | None,
+                 monitor: PoolMonitor | None = None) -> None:
         self.workers, self.max_memory, self.max_tasks = workers, max_memory, max_tasks
         self.timeout = timeout if timeout and timeout > 0 else None
         self.pool: ProcessPool | None = None
         self.generation = 0  # counts pools started, so callers can tell whether a replacement happened
+        self.monitor = monitor or PoolMonitor()
 
     def start(self) -> None:
         """Create and start a pool; raise what the pool raised if it cannot start."""
@@ -136,6 +144,8 @@ class LocalPool:
 
     def stop(self) -> None:
         """Stop the pool once and reap its workers; in-flight work is abandoned."""
+        self.sample(force=True)  # the last look at workers that recycled since the previous sample
+        self.monitor.forget_pool()
         pool, self.pool = self.pool, None
         if pool is not None:
             stop_pool(pool)
@@ -155,9 +165,23 @@ class LocalPool:
         if self.pool is None:
             raise BackendBroken("the pool is not running")
         try:
-            return self.pool.schedule(fn, args=args, kwargs=kwargs or {}, timeout=self.timeout)
+            task = self.pool.schedule(run_in_worker, args=(fn, args, kwargs or {}), timeout=self.timeout)
         except Exception as exc:  # RuntimeError after an idle worker was SIGKILLed
             raise BackendBroken(f"schedule() raised {type(exc).__name__}: {exc}") from exc
+        self.sample()
+        return watch_task(task, self.monitor, self._replacement_reason)
+
+    def sample(self, force: bool = False) -> None:
+        """Let the monitor look at the live workers, at most every SAMPLE_EVERY_S unless forced."""
+        if self.pool is not None and (force or self.monitor.due(SAMPLE_EVERY_S)):
+            self.monitor.sample(pool_processes(self.pool))
+
+    def _replacement_reason(self, exc: BaseException) -> str | None:
+        """Why the worker that ran a failed task is gone, or None when it lives on."""
+        failure = self.classify(exc, None, "summary")
+        error = failure["error"] if failure is not None else None
+        return _REPLACING_KINDS.get(error["kind"]) if error is not None else None
+
 
     def classify(self, exc: BaseException, source: str | None, depth: str) -> Result | None:
         """Turn a future's exception into a failure Result; None when the pool itself broke."""
@@ -165,6 +189,7 @@ class LocalPool:
 
     def check(self, idle_s: float) -> None:
         """Raise BackendBroken when the pool died silently or nothing finished for too long."""
+        self.sample()
         if self.pool is None or not self.pool.active:  # a pebble manager thread died: futures may never resolve
             raise BackendBroken("the pool stopped working")
         stall_s = (self.timeout or 0) + STALL_GRACE_S
@@ -184,6 +209,7 @@ class PoolExecutor(Executor):
         return self.pool.submit(*work_for(job.payload, self.parse_fn, self.bytes_fn, self.depth, self.max_bytes))
 
     def settle(self, future: cf.Future[Any], job: Job) -> Settled:
+        self.pool.sample()
         exc = future.exception() if not future.cancelled() else cf.CancelledError()
         if exc is None:
             return Settled([future.result()])
@@ -309,6 +335,9 @@ def _init_worker(max_memory: int | None, parent_pid: int) -> None:
     # Under forkserver the worker's parent is the fork server, so PR_SET_PDEATHSIG cannot help, and
     # a worker looping in a parse would outlive a CLI killed with SIGKILL without this thread.
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="replaycli-watchdog", daemon=True).start()
+    from pebble.pool import process as pebble_process  # only workers need pebble's worker loop
+
+    retire_after_memory_failure(pebble_process)
 
 
 def _watch_parent(parent_pid: int) -> None:

@@ -41,6 +41,7 @@ from replay_cli.migrations import (
     REPLAY_EXTRA_COLUMNS,
     REPLAY_QUALITY_COLUMNS,
     RUN_COUNT_NAMES,
+    RUN_POOL_COLUMNS,
     create_views,
     stale_views,
 )
@@ -157,6 +158,15 @@ class BatchCounts:
 
 def _text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _pool_columns(pool: dict[str, Any] | None) -> list[Any]:
+    """The RUN_POOL_COLUMNS values, in order, of a run's PoolNumbers.as_dict(); NULLs without one."""
+    if pool is None:
+        return [None] * len(RUN_POOL_COLUMNS)
+    replaced = pool["workers_replaced"]
+    flat = {**pool, **{f"replaced_{reason}": count for reason, count in replaced.items()}}
+    return [flat.get(name) for name in RUN_POOL_COLUMNS]
 
 
 def _now() -> str:
@@ -489,11 +499,15 @@ class Store:
         return cursor.lastrowid
 
     def finish_run(
-        self, run_id: int, counts: dict[str, int], wall_seconds: float, exit_code: int, interrupted: bool
+        self, run_id: int, counts: dict[str, int], wall_seconds: float, exit_code: int, interrupted: bool,
+        pool: dict[str, Any] | None = None,
     ) -> None:
-        """Record how a run ended: counts (JSON and one column each), speed, exit code. Raises StoreError."""
+        """Record how a run ended: counts (JSON and one column each), speed, exit code. Raises StoreError.
+
+        pool is PoolNumbers.as_dict() of the run's worker pool; without it those columns stay NULL.
+        """
         per_second = counts.get("parsed", 0) / wall_seconds if wall_seconds > 0 else None
-        assignments = ", ".join(f"{name} = ?" for name in RUN_COUNT_NAMES)
+        assignments = ", ".join(f"{name} = ?" for name in (*RUN_COUNT_NAMES, *RUN_POOL_COLUMNS))
         with self._translate("write to"), self._immediate():
             cursor = self._conn.execute(
                 f"UPDATE runs SET finished_at = ?, counts = ?, {assignments}, wall_seconds = ?, "
@@ -502,6 +516,7 @@ class Store:
                     _now(),
                     json.dumps(counts, sort_keys=True),
                     *(counts.get(name, 0) for name in RUN_COUNT_NAMES),
+                    *_pool_columns(pool),
                     wall_seconds,
                     per_second,
                     exit_code,

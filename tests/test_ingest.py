@@ -19,9 +19,11 @@ VOLATILE_COLUMNS = {"parse_seconds", "cpu_seconds", "peak_rss_bytes", "peak_rss_
 COMPARED_TABLES = ("replays", "players", "chat", "build_order", "player_stats", "files")
 JSON_SUMMARY_KEYS = {
     "replaycli_result_version", "command", "status", "exit_code", "run_id", "db", "counts", "failures",
-    "failures_listed", "wall_seconds", "files_per_second",
+    "failures_listed", "wall_seconds", "files_per_second", "pool",
 }
 COUNT_KEYS = {"discovered", "skipped", "parsed", "ok", "partial", "duplicate", "failed", "filtered"}
+POOL_KEYS = {"workers_started", "workers_replaced", "max_queued", "max_in_flight", "max_worker_rss_bytes"}
+REPLACEMENT_REASONS = {"crash", "memory", "recycle", "timeout"}
 
 
 def dump(db_path: Path, *, path_prefix: str = "") -> dict[str, list[tuple]]:
@@ -89,6 +91,10 @@ def test_json_summary_keys_are_pinned(corpus_ingests, ingest_set):
     _, _, (_, summary, _), _ = corpus_ingests
     assert set(summary) == JSON_SUMMARY_KEYS
     assert set(summary["counts"]) == COUNT_KEYS
+    assert set(summary["pool"]) == POOL_KEYS
+    assert set(summary["pool"]["workers_replaced"]) == REPLACEMENT_REASONS
+    assert summary["pool"]["workers_started"] >= 2  # this run had --workers 2
+    assert 1 <= summary["pool"]["max_in_flight"] <= 6  # at most 3 per worker
     assert summary["status"] == "partial" and summary["exit_code"] == 1
     assert set(summary["failures"][0]) == {"path", "kind", "type", "message", "stage", "release"}
     # read from the header when it survives (testError2's does: 5.0.10.88500)

@@ -172,7 +172,7 @@ def test_open_applies_migrations_once_and_sets_pragmas(db_path: Path) -> None:
     migrations = rows(db_path, "SELECT name, applied_at FROM _replaycli_migrations")
     assert [m["name"] for m in migrations] == [
         "m001_initial", "m002_files_error_release", "m003_child_tables_without_rowid", "m004_replay_quality",
-        "m005_files_resources", "m006_packs_and_filters",
+        "m005_files_resources", "m006_packs_and_filters", "m007_runs_pool",
     ]
     assert migrations[0]["applied_at"].endswith("+00:00")
     tables = {r["name"] for r in rows(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -505,6 +505,7 @@ def test_two_processes_write_the_same_new_database(db_path: Path) -> None:
     assert rows(db_path, "SELECT name FROM _replaycli_migrations") == [
         {"name": "m001_initial"}, {"name": "m002_files_error_release"}, {"name": "m003_child_tables_without_rowid"},
         {"name": "m004_replay_quality"}, {"name": "m005_files_resources"}, {"name": "m006_packs_and_filters"},
+        {"name": "m007_runs_pool"},
     ]
     assert rows(db_path, "SELECT count(*) AS n FROM runs WHERE exit_code = 0") == [{"n": 2}]
 
@@ -549,9 +550,19 @@ def test_runs_are_recorded(store: Store) -> None:
         "exit_code": 0,
         "interrupted": 0,
         "filtered": 0,  # m006: not in this run's counts, so none
+        # m007: no pool was watched, so nothing is known
+        "workers_started": None, "replaced_crash": None, "replaced_memory": None, "replaced_recycle": None,
+        "replaced_timeout": None, "max_queued": None, "max_in_flight": None, "max_worker_rss_bytes": None,
     }
     with pytest.raises(StoreError, match="no such run"):
         store.finish_run(run_id + 1, counts, 1.0, 0, False)
+    pool = {"workers_started": 5, "workers_replaced": {"crash": 1, "memory": 2, "recycle": 3, "timeout": 4},
+            "max_queued": 6, "max_in_flight": 7, "max_worker_rss_bytes": 8 * 1024**2}
+    store.finish_run(run_id, counts, 2.0, 0, False, pool=pool)
+    assert rows(store, "SELECT workers_started, replaced_crash, replaced_memory, replaced_recycle, replaced_timeout, "
+                       "max_queued, max_in_flight, max_worker_rss_bytes FROM runs") == [{
+        "workers_started": 5, "replaced_crash": 1, "replaced_memory": 2, "replaced_recycle": 3, "replaced_timeout": 4,
+        "max_queued": 6, "max_in_flight": 7, "max_worker_rss_bytes": 8 * 1024**2}]
 
 
 def test_failures_and_summary(store: Store) -> None:
