@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import re
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,3 +164,29 @@ def column_sql(table: str, column: str, columns: list[str], alias: str, chat: st
         sha = next((f"{alias}.{_quoted(c)}" for c in ("sha256", "replay_sha256") if c in columns), "NULL")
         return f"rc_path({ref}, {sha})"
     return f"rc_text('{rule}', {ref})"
+
+
+def pseudonymise_result(result: Mapping[str, Any], pseudonymizer: Pseudonymizer, chat: str = "redact") -> dict[str, Any]:
+    """Return a copy of a parse result with the same pseudonyms `export --anonymize` writes.
+
+    For `parse --json` and stored results: names, clan tags, handles, toon ids, chat senders,
+    match_key and the source path are replaced; chat text follows `chat` (keep, redact or drop);
+    the error message, which can quote a path, is redacted. The input is not modified.
+    """
+    out = dict(result)
+    out["source"] = pseudonymizer.path(result.get("source"), result.get("sha256"))
+    if result.get("replay") is not None:
+        out["replay"] = {**result["replay"], "match_key": pseudonymizer.match_key(result["replay"].get("match_key"))}
+    out["players"] = [{
+        **player,
+        "name": pseudonymizer.text(NAME, player.get("name")),
+        "clan_tag": pseudonymizer.text(CLAN, player.get("clan_tag")),
+        "toon_handle": pseudonymizer.handle(player.get("toon_handle")),
+        "toon_id": pseudonymizer.toon_id(player.get("region_id"), player.get("subregion"), player.get("toon_id")),
+    } for player in result.get("players", [])]
+    messages = [] if chat == "drop" else result.get("chat", [])
+    out["chat"] = [{**message, "sender_name": pseudonymizer.text(NAME, message.get("sender_name")),
+                    "text": message.get("text") if chat == "keep" else REDACTED} for message in messages]
+    if result.get("error"):
+        out["error"] = {**result["error"], "message": REDACTED}
+    return out
