@@ -123,9 +123,6 @@ class Pseudonymizer:
         return f"{self.digest(PATH, str(path)).hex()[:2 * HEX_CHARS]}{REPLAY_SUFFIX}"
 
 
-SQL_FUNCTIONS = {"rc_text": 2, "rc_match": 1, "rc_toon_id": 3, "rc_handle": 1, "rc_path": 2}
-
-
 def register(conn: sqlite3.Connection, pseudonymizer: Pseudonymizer) -> None:
     """Make the pseudonyms callable from SQL on this connection (see column_sql)."""
     conn.create_function("rc_text", 2, pseudonymizer.text, deterministic=True)
