@@ -76,6 +76,7 @@ class PoolMonitor:
         self.max_queued = self.max_in_flight = 0
         self.max_rss: int | None = None
         self.rss_now: dict[int, int] = {}  # pid -> VmRSS bytes at the last sample
+        self.alive = 0  # live workers at the last sample
         self._sampled_at = 0.0
 
     def due(self, every_s: float) -> bool:
@@ -123,7 +124,7 @@ class PoolMonitor:
                     recycled.append(pid)
             self.replaced["recycle"] += len(recycled)
             self._seen.update(alive)
-            self._live, self.rss_now = alive, rss
+            self._live, self.rss_now, self.alive = alive, rss, len(alive)
             self.max_queued = max(self.max_queued, self._queued())
         for pid in recycled:
             log.info("worker %d replaced: recycle", pid)
@@ -131,7 +132,7 @@ class PoolMonitor:
     def forget_pool(self) -> None:
         """The pool is being stopped on purpose: its workers' ends are no replacements."""
         with self._lock:
-            self._live, self.rss_now = {}, {}
+            self._live, self.rss_now, self.alive = {}, {}, 0
             self._pending = {future for future in self._pending if not future.done()}
 
     def queued(self) -> int:

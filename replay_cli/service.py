@@ -14,7 +14,9 @@ opened it and the event loop must never wait on a commit.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,11 +34,13 @@ from replay_cli.defaults import (
 )
 from replay_cli.failures import failed_result
 from replay_cli.parse import parse_replay
+from replay_cli.poolwatch import PoolMonitor
 from replay_cli.result import DEFAULT_DEPTH, STATUS_FAILED, Result
-from replay_cli.runner import LocalPool
+from replay_cli.runner import IN_FLIGHT_PER_WORKER, LocalPool
 
 UPLOAD_PREFIX = "upload:"  # files.path of an upload that is not archived
 NOT_ENTERED = "use ReplayParser as 'async with ReplayParser() as parser:'"
+RECENT_PARSES = 200  # metrics() reports parse-time percentiles over this many latest uploads
 
 ParseBytes = Callable[..., Result]
 
@@ -47,8 +51,18 @@ class ReplayParser:
     def __init__(self, workers: int | None = None, *, depth: str = DEFAULT_DEPTH,
                  timeout: float = DEFAULT_TIMEOUT_S, max_memory: int | None = DEFAULT_MAX_MEMORY,
                  max_bytes: int = DEFAULT_MAX_BYTES, db_path: str | None = None,
-                 archive_dir: str | None = None, parse_fn: ParseBytes = parse_replay) -> None:
+                 archive_dir: str | None = None, parse_fn: ParseBytes = parse_replay,
+                 window: int | None = None) -> None:
         self.workers = workers if workers is not None else default_workers()
+        # Uploads beyond the window wait here, not in the pool: metrics() can tell waiting from
+        # parsing, and an upload cancelled while it waits never costs a worker anything.
+        self.window = window or IN_FLIGHT_PER_WORKER * self.workers
+        self._slots = asyncio.Semaphore(self.window)
+        self._waiting = 0
+        self._monitor = PoolMonitor()
+        self._recent: deque[float] = deque(maxlen=RECENT_PARSES)
+        self._failures: Counter[str] = Counter()
+        self._parsed = 0
         self.depth, self.timeout, self.max_memory, self.max_bytes = depth, timeout, max_memory, max_bytes
         self.db_path, self.archive_dir, self._parse_fn = db_path, archive_dir, parse_fn
         self._pool: LocalPool | None = None
@@ -61,7 +75,7 @@ class ReplayParser:
 
     async def __aenter__(self) -> ReplayParser:
         loop = asyncio.get_running_loop()
-        pool = LocalPool(self.workers, self.max_memory, MAX_TASKS_PER_WORKER, self.timeout)
+        pool = LocalPool(self.workers, self.max_memory, MAX_TASKS_PER_WORKER, self.timeout, self._monitor)
         await loop.run_in_executor(None, pool.start)
         self._pool = pool
         if self.db_path is not None:
@@ -85,14 +99,66 @@ class ReplayParser:
             self._writer = None
 
     async def parse(self, data: bytes, *, name: str | None = None, depth: str | None = None) -> Result:
-        """Parse one upload in a worker process; never raises for a bad upload or a dying worker."""
+        """Parse one upload in a worker process; never raises for a bad upload or a dying worker.
+
+        At most `window` uploads are in the pool at once; the others wait their turn here.
+        """
         depth = depth or self.depth
         if self._pool is None:
             raise RuntimeError(NOT_ENTERED)
         if len(data) > self.max_bytes:
-            return failed_result(name, "too_large", "FileTooLarge",
-                                 f"{len(data)} bytes is over the {self.max_bytes}-byte cap", "read", depth=depth,
-                                 size=len(data))
+            result = failed_result(name, "too_large", "FileTooLarge",
+                                   f"{len(data)} bytes is over the {self.max_bytes}-byte cap", "read", depth=depth,
+                                   size=len(data))
+        else:
+            self._waiting += 1
+            try:
+                await self._slots.acquire()
+            finally:
+                self._waiting -= 1
+            try:
+                result = await self._parse_in_pool(data, name, depth)
+            finally:
+                self._slots.release()
+            self._recent.append(result["parse_seconds"] or 0.0)
+        self._parsed += 1
+        if result["status"] == STATUS_FAILED and result["error"] is not None:
+            self._failures[result["error"]["kind"]] += 1
+        return result
+
+    def metrics(self) -> dict[str, Any]:
+        """Return a plain snapshot of the parsing: cheap enough to call every second from the event loop.
+
+        queued: uploads waiting for the window or for a worker to pick them up; in_flight: uploads
+        in the pool (never above window); workers_alive and worker_rss_bytes (pid -> VmRSS now):
+        the pool's live workers, read from /proc; workers_started and workers_replaced (by reason),
+        counted as poolwatch.py explains; parse_seconds_p50/p95: over the latest RECENT_PARSES
+        uploads that reached a worker (None before the first); parsed: uploads answered;
+        failures: failed uploads by error kind.
+        """
+        pool = self._pool
+        if pool is not None:
+            pool.sample(force=True)
+        numbers = self._monitor.numbers()
+        times = sorted(self._recent)
+        return {
+            "queued": self._waiting + self._monitor.queued(),
+            "in_flight": self._monitor.in_flight(),
+            "window": self.window,
+            "workers": self.workers,
+            "workers_alive": self._monitor.alive,
+            "workers_started": numbers.workers_started,
+            "workers_replaced": numbers.workers_replaced,
+            "worker_rss_bytes": dict(self._monitor.rss_now),
+            "parsed": self._parsed,
+            "parse_seconds_p50": _nearest_rank(times, 0.5),
+            "parse_seconds_p95": _nearest_rank(times, 0.95),
+            "parse_seconds_window": len(times),
+            "failures": dict(self._failures),
+        }
+
+    async def _parse_in_pool(self, data: bytes, name: str | None, depth: str) -> Result:
+        """Submit one upload, replacing a broken pool once; every failure comes back as the Result."""
         for attempt in (1, 2):
             pool = self._pool
             if pool is None:  # closed while this upload waited
@@ -177,6 +243,11 @@ class ReplayParser:
         self._store.finish_run(self._run_id, dict(self._counts), time.monotonic() - self._started, 0, False)
         self._store.close()
         self._store = None
+
+
+def _nearest_rank(ordered: list[float], fraction: float) -> float | None:
+    """The nearest-rank percentile of sorted values (as `replaycli stats` computes them); None when empty."""
+    return ordered[math.ceil(len(ordered) * fraction) - 1] if ordered else None
 
 
 def _unarchive(created: Path | None) -> None:
