@@ -96,3 +96,62 @@ def test_metrics_follow_200_concurrent_uploads_without_delaying_the_loop(uploads
     # (measured side by side; the allowance absorbs the other tenants of a shared machine).
     missed, baseline = _missed_ticks(gaps), _missed_ticks(plain_gaps)
     assert missed <= 2 * baseline + 5, (missed, baseline)
+
+
+def _example_module():
+    import importlib.util
+
+    from tests.conftest import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("async_service_example", REPO_ROOT / "examples" / "async_service.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_example_serves_prometheus_text_that_parses(uploads: list[bytes]) -> None:
+    pytest.importorskip("prometheus_client", reason="the `metrics` extra (in `test`) is not installed")
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    example = _example_module()
+
+    async def main() -> tuple[str, str, dict]:
+        async with ReplayParser(workers=2, depth="summary") as parser:
+            server = await example.serve_metrics(parser, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            await asyncio.gather(*(parser.parse(data, name=f"u{i}") for i, data in enumerate(uploads[-12:])))
+
+            def fetch(path: str) -> tuple[int, str, str]:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+                        return response.status, response.headers["Content-Type"], response.read().decode()
+                except urllib.error.HTTPError as error:
+                    return error.code, "", ""
+
+            status, content_type, text = await asyncio.to_thread(fetch, "/metrics")
+            missing, _type, _text = await asyncio.to_thread(fetch, "/elsewhere")
+            snapshot = parser.metrics()
+            server.close()
+            await server.wait_closed()
+            assert (status, missing) == (200, 404)
+            return content_type, text, snapshot
+
+    content_type, text, snapshot = asyncio.run(main())
+    assert content_type.startswith("text/plain")
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    assert set(families) == {
+        "replaycli_queued", "replaycli_in_flight", "replaycli_window", "replaycli_workers_alive",
+        "replaycli_workers_started", "replaycli_workers_replaced", "replaycli_worker_rss_bytes",
+        "replaycli_parse_seconds_recent", "replaycli_parsed", "replaycli_failures",
+    }
+    value = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    assert value[("replaycli_parsed_total", ())] == snapshot["parsed"] == 12
+    assert value[("replaycli_failures_total", (("kind", "parse_error"),))] == 2  # the two unparsable uploads
+    assert value[("replaycli_window", ())] == 6 and value[("replaycli_queued", ())] == 0
+    assert value[("replaycli_workers_replaced_total", (("reason", "memory"),))] == 0
+    rss = families["replaycli_worker_rss_bytes"].samples
+    assert len(rss) == 2 and all(s.value > 10 * MiB for s in rss)
+    assert {s.labels["quantile"] for s in families["replaycli_parse_seconds_recent"].samples} == {"0.5", "0.95"}
