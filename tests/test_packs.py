@@ -301,3 +301,22 @@ def test_damaged_packs_record_what_was_read_and_one_failure(replaycli: Any, tmp_
     assert files(db) == {f"{cut}!/a.SC2Replay": ("ok", None), f"{cut}!/b.SC2Replay": ("failed", "bad_pack"),
                          str(cut): ("failed", "bad_pack"), str(broken_zip): ("failed", "bad_pack")}
     assert summary["counts"]["failed"] == 3
+
+
+def test_watch_rescans_name_a_changed_pack_once_by_its_own_path(tmp_path: Path, samples: Path) -> None:
+    from replay_cli.discover import iter_replay_paths
+    from replay_cli.ingest import IngestOptions, ingest_paths
+    from replay_cli.store import open_store
+    from replay_cli.watch import _changed
+
+    folder = tmp_path / "Replays"
+    folder.mkdir()
+    pack = write_zip(folder / "p.zip", {"a.SC2Replay": sample(samples, 0), "b.SC2Replay": sample(samples, 1)})
+    options = IngestOptions(depth="summary", workers=0)
+    with open_store(tmp_path / "watch.db") as store:
+        assert list(_changed(store, [str(folder)], options)) == [str(pack)]
+        tally = ingest_paths(store, iter_replay_paths([str(folder)]), options)
+        assert tally.counts["ok"] == 2
+        assert list(_changed(store, [str(folder)], options)) == []
+        write_zip(pack, event_members(samples, **{"c.SC2Replay": sample(samples, 2)}))
+        assert list(_changed(store, [str(folder)], options)) == [str(pack)]
