@@ -125,7 +125,7 @@ def plan_pack(path: str, lookup: Lookup, rules: PlanRules, pack_lookup: PackLook
     if batch:  # a damaged pack's failure, which comes after its pack closed
         yield _member_chunk(batch, lookup, rules)
     yield PlanChunk(0, 0, (), (), pack_done=PackRecord(path, pack_stat.size, pack_stat.mtime_ns, walk.members,
-                                                       rules.depth, rules.filter_key))
+                                                       rules.depth, rules.filter_key, path not in walk.damaged))
 
 
 def _member_chunk(batch: list[Member | tuple[FileStat, Result]], lookup: Lookup, rules: PlanRules) -> PlanChunk:

@@ -301,6 +301,7 @@ class WatchDisplay:
         self.live_enabled = not quiet and console.is_terminal
         self._live = Live(Text(""), console=console, transient=True, auto_refresh=False)
         self._today: set[str] = set()  # sha256 of games played today, so copies count once
+        self._day = time.strftime("%Y-%m-%d")  # the local day _today is about: it starts empty at midnight
         self._last = ""
         self._total: int | None = 0
         self._done = 0
@@ -331,8 +332,10 @@ class WatchDisplay:
         if stored["status"] not in ("ok", "partial"):
             return
         self._last = describe_game(stored)
-        played = stored.get("played_at")
-        if played and _local_date(played) == time.strftime("%Y-%m-%d"):
+        played, today = stored.get("played_at"), time.strftime("%Y-%m-%d")
+        if today != self._day:
+            self._today, self._day = set(), today
+        if played and _local_date(played) == today:
             self._today.add(stored.get("sha256") or stored["path"])
 
     def run_done(self, counts: Mapping[str, int]) -> None:

@@ -141,6 +141,7 @@ class PackRecord:
     members: int  # replay members, nested packs' included
     depth: str | None
     filter_key: str | None
+    whole: bool = True  # read without damage: a bad_pack row an earlier run left under its path is stale
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,6 +488,8 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(r.path, r.size, r.mtime_ns, r.members, r.depth, r.filter_key, run_id) for r in records],
             )
+            self._conn.executemany("DELETE FROM files WHERE path = ? AND error_kind = 'bad_pack'",
+                                   [(r.path,) for r in records if r.whole])
 
     def begin_run(self, command: str, options: dict[str, Any], workers: int, depth: str) -> int:
         """Record the start of a run and return its id. Raises StoreError."""

@@ -301,6 +301,10 @@ def test_damaged_packs_record_what_was_read_and_one_failure(replaycli: Any, tmp_
     assert files(db) == {f"{cut}!/a.SC2Replay": ("ok", None), f"{cut}!/b.SC2Replay": ("failed", "bad_pack"),
                          str(cut): ("failed", "bad_pack"), str(broken_zip): ("failed", "bad_pack")}
     assert summary["counts"]["failed"] == 3
+    write_zip(broken_zip, {"c.SC2Replay": sample(samples, 0)})  # mended: its bad_pack row goes
+    mended, proc = ingest(replaycli, db, broken_zip)
+    assert proc.returncode == 0 and mended["counts"]["ok"] == 1
+    assert files(db)[f"{broken_zip}!/c.SC2Replay"] == ("ok", None) and str(broken_zip) not in files(db)
 
 
 def test_watch_rescans_name_a_changed_pack_once_by_its_own_path(tmp_path: Path, samples: Path) -> None:
