@@ -55,7 +55,8 @@ def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen, what: str) 
 
 
 def _stored_count(db: Path) -> int:
-    return _rows(db, "SELECT count(*) FROM files WHERE status IN ('ok', 'duplicate')")[0][0] if db.exists() else 0
+    rows = _rows(db, "SELECT count(*) FROM files WHERE status IN ('ok', 'duplicate')")
+    return rows[0][0] if rows else 0  # no rows: the database or its tables are not created yet
 
 
 def _stop(proc: subprocess.Popen, signum: int) -> int:
