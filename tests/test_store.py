@@ -523,7 +523,7 @@ def test_lookup_files_queries_in_chunks(store: Store) -> None:
     store._conn.set_trace_callback(None)
     assert len(found) == count
     assert found["/r/00007"] == FileRecord(
-        "/r/00007", 1234, 1_700_000_000_000_000_000, "failed", None, "a" * 64
+        "/r/00007", 1234, 1_700_000_000_000_000_000, "failed", None, "a" * 64, parser_version=PARSER_VERSION
     )
     assert f"/r/{count:05d}" not in found
     assert len([q for q in queries if "FROM files" in q]) == 3  # 500 + 500 + 150
@@ -591,7 +591,8 @@ def test_failures_and_summary(store: Store) -> None:
     ]
     assert [f["path"] for f in store.failures(limit=1)] == ["/r/bad.SC2Replay"]
     summary = store.summary()
-    assert {k: v for k, v in summary.items() if k != "last_runs"} == {
+    measured = ("last_runs", "degraded_by_reason", "cost_by_depth", "cost_by_release", "heaviest_files")
+    assert {k: v for k, v in summary.items() if k not in measured} == {
         "replays": 2,
         "by_release": [{"release": "5.0.13.92440", "base_build": 92440, "replays": 2}],
         "by_game_type": [{"game_type": "1v1", "replays": 1}, {"game_type": "2v2", "replays": 1}],
@@ -601,6 +602,12 @@ def test_failures_and_summary(store: Store) -> None:
         "files_by_status": {"duplicate": 1, "failed": 2, "ok": 2},
     }
     assert [(r["id"], r["exit_code"]) for r in summary["last_runs"]] == [(run_id, 1)]
+    # Three stored files measured 48 MB each (make_result); failures carry no measurement.
+    assert summary["degraded_by_reason"] == []
+    assert summary["cost_by_depth"] == [{"depth": "stats", "files": 3, "p50_seconds": 0.25, "p95_seconds": 0.25,
+                                         "p50_peak_mib": 45.8, "p95_peak_mib": 45.8, "max_peak_mib": 45.8}]
+    assert [row["path"] for row in summary["heaviest_files"]] == [
+        "/r/a.SC2Replay", "/r/b.SC2Replay", "/r/copy.SC2Replay"]
 
 
 def test_views_return_expected_rows(store: Store) -> None:
