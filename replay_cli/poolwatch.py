@@ -235,21 +235,31 @@ def watch_task(task: cf.Future[Any], monitor: PoolMonitor,
     monitor.submitted(task)
 
     def settle(done: cf.Future[Any]) -> None:
-        if done.cancelled():
-            monitor.finished(done, None, None, None)
-            outer.cancel()
-            return
-        exc = done.exception()
+        # Runs on pebble's thread: whatever the bookkeeping does, the caller must get its answer.
+        exc: BaseException | None = cf.CancelledError() if done.cancelled() else done.exception()
+        value: Any = None
+        pid, retires = None, False
         if exc is None:
-            pid, retires, result = done.result()
-            peak = result.get("peak_rss_bytes") if isinstance(result, dict) else None
-            monitor.finished(done, pid, "memory" if retires else None, peak if isinstance(peak, int) else None)
-        else:
-            pid = getattr(exc, "pid", None) or getattr(exc, "replaycli_worker_pid", None)  # a crash or a MemoryError
-            monitor.finished(done, pid, reason_of(exc), None)
+            try:
+                pid, retires, value = done.result()
+            except (TypeError, ValueError) as error:  # not run through run_in_worker: a programming error
+                exc = error
         try:
             if exc is None:
-                outer.set_result(result)
+                peak = value.get("peak_rss_bytes") if isinstance(value, dict) else None
+                monitor.finished(done, pid, "memory" if retires else None, peak if isinstance(peak, int) else None)
+            elif done.cancelled():
+                monitor.finished(done, None, None, None)
+            else:
+                pid = getattr(exc, "pid", None) or getattr(exc, "replaycli_worker_pid", None)  # crash, MemoryError
+                monitor.finished(done, pid, reason_of(exc), None)
+        except Exception as error:  # a bookkeeping bug costs a number, never an upload
+            log.warning("pool monitor: %s: %s", type(error).__name__, error)
+        try:
+            if done.cancelled():
+                outer.cancel()
+            elif exc is None:
+                outer.set_result(value)
             else:
                 outer.set_exception(exc)
         except cf.InvalidStateError:  # the caller cancelled it meanwhile
