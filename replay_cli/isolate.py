@@ -3,34 +3,38 @@
 `ingest` bounds every file through its worker pool. A one-file `parse` must be bounded just as
 well (a CI job parsing uploads is where bombs arrive) without paying for a pool: the child is a
 plain fork of this process, which has already imported the parser, so starting it costs
-milliseconds. The child caps its own address space; the parent waits up to the deadline and
-kills the child past it, which ends even a parse stuck inside C code. Where fork is missing
-(Windows) the child is spawned instead: slower to start, bounded the same way.
+milliseconds. The child caps its own address space (or, where RLIMIT_AS is not enforced, the
+parent's memory watchdog kills it past the cap); the parent waits up to the deadline and kills the
+child past it, which ends even a parse stuck inside C code. Where fork is missing (Windows) the
+child is spawned instead: slower to start, bounded the same way.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import signal
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, BinaryIO
 
 from replay_cli.failures import describe_exit, failed_result, one_line
-from replay_cli.limits import cap_address_space
+from replay_cli.platforms import (
+    CAP_RLIMIT,
+    CAP_WATCHDOG,
+    MemoryWatchdog,
+    cap_address_space,
+    child_start_method,
+    ignore_stop_signals,
+    memory_cap_mode,
+)
 from replay_cli.result import Result
 
 JOIN_S = 2.0  # after a kill, how long to wait for the child to be reaped
 
 
-def _start_method() -> str:
-    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-
-
 def _child(send: Connection, function: Callable[..., Result], args: tuple[Any, ...],
            kwargs: dict[str, Any], max_memory: int | None) -> None:
     """Cap memory, run the parse function and send back its result (it never raises for a bad replay)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    ignore_stop_signals()  # Ctrl-C is the parent's to handle
     cap_address_space(max_memory)
     try:
         result = function(*args, **kwargs)
@@ -44,12 +48,16 @@ def _child(send: Connection, function: Callable[..., Result], args: tuple[Any, .
 def run_isolated(function: Callable[..., Result], args: tuple[Any, ...], kwargs: dict[str, Any], *,
                  source: str | None, depth: str, timeout: float | None, max_memory: int | None) -> Result:
     """Return function(*args, **kwargs) as run in a capped child; a timeout or a dead child is a failure."""
-    context = multiprocessing.get_context(_start_method())
+    context = multiprocessing.get_context(child_start_method())
+    mode = memory_cap_mode() if max_memory else None
     receive, send = context.Pipe(duplex=False)
     child = context.Process(  # type: ignore[attr-defined]  # every concrete context has Process
-        target=_child, args=(send, function, args, kwargs, max_memory), daemon=True)
+        target=_child, args=(send, function, args, kwargs, max_memory if mode == CAP_RLIMIT else None), daemon=True)
     child.start()
     send.close()
+    watchdog = None
+    if mode == CAP_WATCHDOG and max_memory:
+        watchdog = MemoryWatchdog(max_memory, lambda: [child.pid]).start()
     try:
         if receive.poll(timeout if timeout and timeout > 0 else None):
             try:
@@ -63,6 +71,11 @@ def run_isolated(function: Callable[..., Result], args: tuple[Any, ...], kwargs:
     finally:
         receive.close()
         child.join(JOIN_S)
+        if watchdog is not None:
+            watchdog.stop()
+    if watchdog is not None and watchdog.killed(child.pid):
+        return _failure(source, depth, "memory", "MemoryError",
+                        f"out of memory under the cap: past {max_memory} bytes resident; the parsing process was killed")
     return _failure(source, depth, "worker_crash", "ProcessExpired", describe_exit(child.exitcode, "the parsing process"))
 
 

@@ -12,10 +12,7 @@ import itertools
 import logging
 import multiprocessing
 import os
-import select
-import signal
 import threading
-import time
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -26,8 +23,17 @@ from pebble.common.types import RemoteTraceback
 from replay_cli.backend import BackendBroken, Executor, Job, ReplayBytes, Settled, StopCheck, run_jobs
 from replay_cli.defaults import MAX_TASKS_PER_WORKER
 from replay_cli.failures import describe_exit, failure_from, one_line
-from replay_cli.limits import cap_address_space
 from replay_cli.parse import parse_file, parse_replay
+from replay_cli.platforms import (
+    CAP_RLIMIT,
+    CAP_WATCHDOG,
+    MemoryWatchdog,
+    cap_address_space,
+    ignore_stop_signals,
+    memory_cap_mode,
+    pool_start_method,
+    start_parent_watchdog,
+)
 from replay_cli.poolwatch import PoolMonitor, pool_processes, retire_after_memory_failure, run_in_worker, watch_task
 from replay_cli.result import Result
 
@@ -45,7 +51,6 @@ SAMPLE_EVERY_S = 0.1  # how often a batch reads its workers' /proc entries: ofte
 _REPLACING_KINDS = {"worker_crash": "crash", "timeout": "timeout", "memory": "memory"}
 JOIN_TIMEOUT_S = 5.0
 HELPERS_EXIT_S = 2.0  # the fork server and resource tracker get as long to exit as a Ctrl-C run
-WATCHDOG_POLL_S = 0.5  # fallback parent check where os.pidfd_open is missing
 # Import once in the fork server, not in every worker: importing sc2reader takes a large part of a
 # worker's start-up, and parse.py imports it lazily. The fork server skips modules that fail to
 # import. ("__main__" is left out: CPython 3.11's fork server never receives the main path, so
@@ -136,11 +141,15 @@ class LocalPool:
         self.pool: ProcessPool | None = None
         self.generation = 0  # counts pools started, so callers can tell whether a replacement happened
         self.monitor = monitor or PoolMonitor()
+        self.watchdog: MemoryWatchdog | None = None  # where RLIMIT_AS cannot cap the workers
 
     def start(self) -> None:
         """Create and start a pool; raise what the pool raised if it cannot start."""
-        self.pool = start_pool(self.workers, self.max_memory, self.max_tasks)
+        mode = memory_cap_mode() if self.max_memory else None
+        self.pool = pool = start_pool(self.workers, self.max_memory if mode == CAP_RLIMIT else None, self.max_tasks)
         self.generation += 1
+        if mode == CAP_WATCHDOG and self.max_memory:
+            self.watchdog = MemoryWatchdog(self.max_memory, lambda: worker_pids(pool)).start()
 
     def stop(self) -> None:
         """Stop the pool once and reap its workers; in-flight work is abandoned."""
@@ -149,6 +158,8 @@ class LocalPool:
         pool, self.pool = self.pool, None
         if pool is not None:
             stop_pool(pool)
+        if self.watchdog is not None:  # after the pool: a worker killed while stopping is no file's verdict
+            self.watchdog.stop()
 
     def replace(self) -> None:
         """Stop the pool and start a new one; raise BackendBroken when it cannot start."""
@@ -182,9 +193,11 @@ class LocalPool:
         error = failure["error"] if failure is not None else None
         return _REPLACING_KINDS.get(error["kind"]) if error is not None else None
 
-
     def classify(self, exc: BaseException, source: str | None, depth: str) -> Result | None:
         """Turn a future's exception into a failure Result; None when the pool itself broke."""
+        if isinstance(exc, ProcessExpired) and self.watchdog is not None and self.watchdog.killed(exc.pid):
+            message = f"out of memory under the worker cap: past {self.watchdog.max_memory} bytes resident"
+            return failure_from(source, depth, "memory", MemoryError(message), message + "; worker killed")
         return classify_worker_failure(exc, source, depth, self.timeout)
 
     def check(self, idle_s: float) -> None:
@@ -255,16 +268,26 @@ def work_for(item: str | ReplayBytes, parse_fn: ParseFn, bytes_fn: BytesParseFn,
 
 
 def start_pool(workers: int, max_memory: int | None, max_tasks: int) -> ProcessPool:
-    """Create and start a pebble pool of capped, watchdogged workers; raise if it cannot start."""
-    # forkserver, not fork: the parent has threads (pebble's, the progress bar's), and forking a
-    # threaded process can copy a lock that some thread held.
-    context = multiprocessing.get_context("forkserver")
-    if hasattr(context, "set_forkserver_preload"):
+    """Create and start a pebble pool of capped, watchdogged workers; raise if it cannot start.
+
+    max_memory is the RLIMIT_AS each worker sets on itself; None where the memory watchdog caps them.
+    """
+    context = multiprocessing.get_context(pool_start_method())
+    if hasattr(context, "set_forkserver_preload") and context.get_start_method() == "forkserver":
         context.set_forkserver_preload(PRELOAD_MODULES)
     pool = ProcessPool(max_workers=workers, max_tasks=max_tasks, initializer=_init_worker,
                        initargs=(max_memory, os.getpid()), context=context)
     _ = pool.active  # pebble starts lazily; start now so a pool that cannot start fails here
     return pool
+
+
+def worker_pids(pool: ProcessPool) -> list[int]:
+    """The pids of a pool's live workers, for the memory watchdog; empty when pebble hides them."""
+    # pebble has no public list of workers; its worker manager's dict is read, guarded, because a
+    # pebble that renamed it must cost the watchdog, never the run.
+    manager = getattr(getattr(pool, "_pool_manager", None), "worker_manager", None)
+    workers = getattr(manager, "workers", None)
+    return [pid for pid in dict(workers or {}) if isinstance(pid, int)]
 
 
 def stop_pool(pool: ProcessPool) -> None:
@@ -287,8 +310,10 @@ def stop_pool_helpers(within_s: float = HELPERS_EXIT_S) -> None:
     return while they still run, and a script that deletes the folder right after it would find
     them. They serve every pool of the process: call this only when no pool will follow.
     """
-    from multiprocessing import forkserver, resource_tracker
-
+    try:
+        from multiprocessing import forkserver, resource_tracker
+    except ImportError:  # a platform without them started neither
+        return
     if multiprocessing.active_children():  # something else of this process still relies on them
         return
 
@@ -329,33 +354,11 @@ def _init_worker(max_memory: int | None, parent_pid: int) -> None:
     # the terminal; the parent reports the broken pool in one line instead.
     logging.getLogger().addHandler(logging.NullHandler())
     cap_address_space(max_memory)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
+    ignore_stop_signals()  # the parent handles Ctrl-C and stops the pool
     logging.getLogger("sc2reader").setLevel(logging.CRITICAL)
     logging.getLogger("sc2reader").propagate = False
-    # Under forkserver the worker's parent is the fork server, so PR_SET_PDEATHSIG cannot help, and
-    # a worker looping in a parse would outlive a CLI killed with SIGKILL without this thread.
-    threading.Thread(target=_watch_parent, args=(parent_pid,), name="replaycli-watchdog", daemon=True).start()
+    # A worker looping in a parse would outlive a CLI killed with SIGKILL without this thread.
+    start_parent_watchdog(parent_pid)
     from pebble.pool import process as pebble_process  # only workers need pebble's worker loop
 
     retire_after_memory_failure(pebble_process)
-
-
-def _watch_parent(parent_pid: int) -> None:
-    """Exit this process as soon as parent_pid is gone."""
-    try:
-        pidfd = os.pidfd_open(parent_pid)  # Linux >= 5.3: readable once the process exits
-    except ProcessLookupError:
-        os._exit(1)
-    except (AttributeError, OSError):
-        pidfd = -1
-    if pidfd >= 0:
-        select.select([pidfd], [], [])
-        os._exit(1)
-    while True:
-        time.sleep(WATCHDOG_POLL_S)
-        try:
-            os.kill(parent_pid, 0)
-        except ProcessLookupError:
-            os._exit(1)
-        except PermissionError:  # the pid was reused by someone else: our parent is gone
-            os._exit(1)

@@ -1,4 +1,5 @@
-"""Ctrl-C and SIGTERM for the command line: the first asks the run to stop, a second one exits at once."""
+"""Ctrl-C and SIGTERM (and Ctrl-Break on Windows) for the command line: the first asks the run to stop,
+a second one exits at once."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import signal
 from types import FrameType
 from typing import Any
 
-from replay_cli.exitcodes import EXIT_BY_SIGNAL, exit_code_for_signal
+from replay_cli.exitcodes import exit_code_for_signal
+from replay_cli.platforms import stop_signals
 
 
 class StopSignals:
-    """Turn the first SIGINT/SIGTERM into a stop request; a second one exits at once.
+    """Turn the first stop signal (platforms.stop_signals) into a stop request; a second one exits at once.
 
     The handler only records the signal: the run loop sees it within one tick, stops the pool once
     and commits what is finished. Raising into the loop instead would interrupt cleanup half-way
@@ -23,7 +25,7 @@ class StopSignals:
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopSignals:
-        for signum in EXIT_BY_SIGNAL:
+        for signum in stop_signals():
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
 

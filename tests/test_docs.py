@@ -23,6 +23,7 @@ IMPORT_OWNERS = {
     "pyarrow": {"export_files.py"},  # the optional parquet extra: imported only when writing Parquet
     "watchdog": {"watch.py"},  # the optional watch extra: imported only when --watch wants events
     "pygal": {"report_charts.py"},  # the optional report extra: imported only when drawing the HTML report
+    "psutil": {"platforms.py"},  # the optional memory extra: the memory watchdog where RLIMIT_AS cannot cap
 }
 
 
