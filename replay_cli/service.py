@@ -240,7 +240,8 @@ class ReplayParser:
     def _close_store(self) -> None:
         if self._store is None:
             return
-        self._store.finish_run(self._run_id, dict(self._counts), time.monotonic() - self._started, 0, False)
+        self._store.finish_run(self._run_id, dict(self._counts), time.monotonic() - self._started, 0, False,
+                               pool=self._monitor.numbers().as_dict())
         self._store.close()
         self._store = None
 

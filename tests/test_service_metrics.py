@@ -155,3 +155,23 @@ def test_the_example_serves_prometheus_text_that_parses(uploads: list[bytes]) ->
     rss = families["replaycli_worker_rss_bytes"].samples
     assert len(rss) == 2 and all(s.value > 10 * MiB for s in rss)
     assert {s.labels["quantile"] for s in families["replaycli_parse_seconds_recent"].samples} == {"0.5", "0.95"}
+
+
+def test_the_service_run_records_its_pool_in_runs(uploads: list[bytes], tmp_path) -> None:
+    import sqlite3
+
+    db = tmp_path / "service.db"
+
+    async def main() -> dict:
+        async with ReplayParser(workers=2, depth="summary", db_path=str(db)) as parser:
+            for index, data in enumerate(uploads[:4]):
+                await parser.store(await parser.parse(data, name=f"u{index}"), data)
+            return parser.metrics()
+
+    last = asyncio.run(main())
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT command, workers_started, replaced_crash, replaced_memory, replaced_recycle, "
+                           "replaced_timeout, max_in_flight, max_worker_rss_bytes FROM runs").fetchone()
+    assert row[:6] == ("service", last["workers_started"], 0, 0, 0, 0)
+    assert row[6] == 1  # one upload at a time
+    assert row[7] > 10 * MiB
