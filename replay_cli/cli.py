@@ -253,6 +253,7 @@ def ingest(inputs: tuple[str, ...], db_path: str, depth: str, workers: int, time
     if (shared_fs or batch_size) and not scheduler:
         raise click.UsageError("--shared-fs and --batch-size apply only with --scheduler.")
     console = make_console(stderr=True)
+    rediscover = not inputs  # the game's folders: one a new account gets is watched from the next rescan on
     inputs = inputs or _game_folders(console)
     settings = _watch_settings(watch, inputs, settle, rescan, no_events)
     _configure_logging(verbose, log_file)
@@ -269,7 +270,8 @@ def ingest(inputs: tuple[str, ...], db_path: str, depth: str, workers: int, time
                    "pack_password": pack_password is not None}  # whether one was given, never the password
     if settings is not None:
         sys.exit(_run_watch(db_path, inputs, options, settings, run_options, console=console, quiet=quiet,
-                            as_json=as_json, backend=_parse_backend(scheduler, options, batch_size, shared_fs)))
+                            as_json=as_json, rediscover=rediscover,
+                            backend=_parse_backend(scheduler, options, batch_size, shared_fs)))
     sys.exit(_ingest_once(db_path, inputs, options, run_options, console=console, quiet=quiet, as_json=as_json,
                           null_separated=null_separated,
                           backend=_parse_backend(scheduler, options, batch_size, shared_fs)))
@@ -360,7 +362,8 @@ def _watch_settings(watch: bool, inputs: tuple[str, ...], settle: float | None, 
 
 
 def _run_watch(db_path: str, inputs: tuple[str, ...], options: IngestOptions, settings: Any,
-               run_options: dict[str, Any], *, console: Any, quiet: bool, as_json: bool, backend: Any) -> int:
+               run_options: dict[str, Any], *, console: Any, quiet: bool, as_json: bool, rediscover: bool,
+               backend: Any) -> int:
     """Ingest, then watch the folders until SIGINT/SIGTERM; return the exit code (130/143, or 3 on an error)."""
     import os
 
@@ -374,6 +377,16 @@ def _run_watch(db_path: str, inputs: tuple[str, ...], options: IngestOptions, se
 
     folders = tuple(os.path.abspath(item) for item in inputs)
 
+    def find_folders() -> tuple[str, ...]:
+        if not rediscover:
+            return folders
+        from pathlib import Path
+
+        from replay_cli.where import find_replay_folders
+
+        # The folders found at the start stay watched, even if one is gone for a while.
+        return tuple(dict.fromkeys(folders + tuple(f.path for f in find_replay_folders(Path.home(), os.environ))))
+
     def committed(stored: Any) -> None:
         if as_json:
             write_json_line(stored.as_json())
@@ -382,7 +395,7 @@ def _run_watch(db_path: str, inputs: tuple[str, ...], options: IngestOptions, se
     try:
         with open_store(db_path) as store, backend as parse_backend, StopSignals() as stop, \
                 WatchDisplay(console, folders=len(folders), quiet=quiet) as display:
-            report = watch_folders(store, lambda: folders, options, settings, progress=display, on_commit=committed,
+            report = watch_folders(store, find_folders, options, settings, progress=display, on_commit=committed,
                                    on_run=display.run_done, stop_requested=stop, run_options=run_options,
                                    backend=parse_backend)
     except ReplayCliError as exc:

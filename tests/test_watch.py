@@ -219,3 +219,29 @@ def test_watch_usage_errors(args: list[str], message: str, tmp_path: Path):
     assert result.exit_code == 2
     assert f"Error: {message}" in result.output
     assert "Traceback" not in result.output
+
+
+def test_watch_without_inputs_picks_up_a_game_folder_that_appears_later(replaycli, tmp_path: Path, samples: Path):
+    pytest.importorskip("watchdog")
+    accounts = tmp_path / "home" / "Documents" / "StarCraft II" / "Accounts" / "11111111"
+    first = accounts / "2-S2-1-1000001" / "Replays" / "Multiplayer"
+    first.mkdir(parents=True)
+    games = sorted(samples.glob("*.SC2Replay"))
+    shutil.copyfile(games[0], first / games[0].name)
+    db, err = tmp_path / "replays.db", tmp_path / "err.txt"
+    with open(err, "wb") as stderr:
+        proc = replaycli.start("ingest", "--watch", "--db", str(db), "--depth", "summary", "--workers", "0",
+                               "--settle", "1", "--rescan", "1", env={"HOME": str(tmp_path / "home")},
+                               stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        _wait_for(lambda: _stored_count(db) == 1, proc, "the first ingest")
+        later = accounts / "1-S2-1-1000002" / "Replays" / "Multiplayer"  # the player's first game in a new region
+        later.mkdir(parents=True)
+        shutil.copyfile(games[1], later / games[1].name)
+        _wait_for(lambda: _stored_count(db) == 2, proc, "the new folder's replay")
+    finally:
+        code = _stop(proc, signal.SIGINT)
+    assert code == 130, err.read_text()
+    assert f"ingesting {first}" in err.read_text()
+    assert _rows(db, "SELECT path FROM files ORDER BY path") == sorted(
+        [(str(first / games[0].name),), (str(later / games[1].name),)])
