@@ -352,7 +352,7 @@ class WatchDisplay:
         line = self._status()
         if self._total:
             line += f" · ingesting {self._done}/{self._total}"
-        self._live.update(Text(line), refresh=True)
+        self._live.update(Text(line, no_wrap=True, overflow="ellipsis"), refresh=True)  # one line, never wrapped
 
     def _status(self) -> str:
         plural = "" if self.folders == 1 else "s"
