@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import sys
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from replay_cli.packs import is_pack_name
+from replay_cli.paths import input_path, open_path, path_key
 
 # Compared case-insensitively: the game writes .SC2Replay, but users and tools rename freely.
 REPLAY_SUFFIX = ".sc2replay"
@@ -17,6 +19,7 @@ STDIN_MARKER = "-"
 STDIN_CHUNK_BYTES = 64 * 1024  # NUL-separated lists are read in chunks, so a huge `find -print0` streams
 NEWLINE_CHARS = b"\r\n"
 NUL = b"\0"
+LISTINGS_KEPT = 64  # folder listings one run keeps to spell named inputs as the disk does
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +35,13 @@ class _State:
     """Remember what one run has already produced, holding only what de-duplication needs."""
 
     visited_dirs: set[tuple[int, int]] = field(default_factory=set)  # (st_dev, st_ino): stops symlink loops
+    # Both hold paths.path_key()s, so two spellings of one path on Windows are one.
     walked_dirs: set[str] = field(default_factory=set)  # listed in full, so their replay names were yielded
     explicit_paths: set[str] = field(default_factory=set)  # named files only; walked files are never stored
+    # Named inputs on a case-insensitive platform are spelled as their folders list them: a
+    # `dir /s /b` list names thousands of files in a few folders, so each folder is listed once.
+    listdir: Callable[[str], tuple[str, ...]] = field(
+        default_factory=lambda: functools.lru_cache(maxsize=LISTINGS_KEPT)(lambda p: tuple(os.listdir(p))))
 
 
 def iter_replay_paths(
@@ -96,21 +104,21 @@ def _expand_input(raw: str, state: _State, on_problem: Callable[[DiscoveryProble
         # abspath("") would silently mean the current directory.
         on_problem(DiscoveryProblem(raw, "empty path"))
         return
-    path = os.path.abspath(raw)
+    path = input_path(os.path.abspath(raw), state.listdir)
     try:
-        is_dir = stat.S_ISDIR(os.stat(path).st_mode)
+        is_dir = stat.S_ISDIR(os.stat(open_path(path)).st_mode)
     except OSError as exc:
-        if not os.path.lexists(path):
+        if not os.path.lexists(open_path(path)):
             on_problem(DiscoveryProblem(path, _describe(exc)))
             return
         is_dir = False  # a dangling or looping symlink: yield it so the parser records it as unreadable
     if is_dir:
         yield from _walk(path, state, on_problem)
         return
-    name_was_walked = os.path.dirname(path) in state.walked_dirs and _is_replay_name(os.path.basename(path))
-    if path in state.explicit_paths or name_was_walked:
+    name_was_walked = path_key(os.path.dirname(path)) in state.walked_dirs and _is_replay_name(os.path.basename(path))
+    if path_key(path) in state.explicit_paths or name_was_walked:
         return
-    state.explicit_paths.add(path)
+    state.explicit_paths.add(path_key(path))
     yield path
 
 
@@ -123,7 +131,7 @@ def _walk(root: str, state: _State, on_problem: Callable[[DiscoveryProblem], Non
             continue
         files, subdirs = listing
         for path in files:
-            if path not in state.explicit_paths:
+            if path_key(path) not in state.explicit_paths:
                 yield path
         pending.extend(reversed(subdirs))  # reversed so the stack pops them in sorted order
 
@@ -135,26 +143,28 @@ def _list_dir(
     files: list[str] = []
     subdirs: list[str] = []
     try:
-        info = os.stat(path)  # follows symlinks, so a link back to an ancestor has the ancestor's identity
+        info = os.stat(open_path(path))  # follows symlinks, so a link back to an ancestor has the ancestor's identity
         key = (info.st_dev, info.st_ino)
         if key in state.visited_dirs:
             return None
         state.visited_dirs.add(key)
         # Listed in full before yielding, so the order is sorted and no directory handle stays open while
         # the consumer works; only matching names and subdirectories are kept.
-        with os.scandir(path) as entries:
+        # Listed by its long-path form where that differs, named by its stored form: entry.path would
+        # carry the \\?\ prefix into files.path.
+        with os.scandir(open_path(path)) as entries:
             for entry in entries:
                 is_dir = _is_dir(entry)
                 if is_dir:
-                    subdirs.append(entry.path)
+                    subdirs.append(os.path.join(path, entry.name))
                 # Non-directories (FIFOs, sockets, dangling links) and directories named *.SC2Replay are
                 # yielded too, so the parser records them as not_regular_file / unreadable instead of losing them.
                 if _is_replay_name(entry.name):
-                    files.append(entry.path)
+                    files.append(os.path.join(path, entry.name))
     except OSError as exc:
         on_problem(DiscoveryProblem(path, _describe(exc)))
         return None
-    state.walked_dirs.add(path)
+    state.walked_dirs.add(path_key(path))
     files.sort()
     subdirs.sort()
     return files, subdirs

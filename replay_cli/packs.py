@@ -20,13 +20,14 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from replay_cli.failures import exception_line, failed_result
+from replay_cli.paths import MEMBER_SEPARATOR as MEMBER_SEPARATOR  # re-exported: watch.py splits names by it
+from replay_cli.paths import member_name, open_path
 from replay_cli.result import Result
 from replay_cli.store import FileStat
 
 PACK_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
 ZIP_SUFFIX = ".zip"
 REPLAY_SUFFIX = ".sc2replay"
-MEMBER_SEPARATOR = "!/"
 # A pack inside a pack inside a pack is read; anything nested deeper is recorded, not opened, so
 # a hostile archive cannot make the reader recurse without end.
 MAX_NESTING = 3
@@ -68,7 +69,7 @@ class PackWalk:
     def walk(self) -> Iterator[Member | tuple[FileStat, Result] | Flush]:
         """Yield the pack's replay members in archive order, a FLUSH before each pack closes, and a
         (FileStat, failure) for the part of a pack that could not be read."""
-        yield from self._walk_pack(self.path, lambda: open(self.path, "rb"), 0)
+        yield from self._walk_pack(self.path, lambda: open(open_path(self.path), "rb"), 0)
 
     def _walk_pack(self, name: str, opener: Callable[[], IO[bytes]], level: int
                    ) -> Iterator[Member | tuple[FileStat, Result] | Flush]:
@@ -91,7 +92,7 @@ class PackWalk:
     def _walk_entries(self, name: str, archive: _Archive, level: int
                       ) -> Iterator[Member | tuple[FileStat, Result] | Flush]:
         for entry in archive.entries():
-            inner = f"{name}{MEMBER_SEPARATOR}{entry.name}"
+            inner = member_name(name, entry.name)
             if is_pack_name(entry.name) and entry.regular:
                 if level + 1 >= MAX_NESTING:
                     self.members += 1

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from replay_cli.failures import failed_result, not_regular_result, unreadable_result
 from replay_cli.packs import FLUSH, Member, PackWalk, ReadMember, is_pack_name
+from replay_cli.paths import open_path
 from replay_cli.result import DEPTHS, STATUS_FILTERED, Result
 from replay_cli.store import LOOKUP_CHUNK, FileRecord, FileStat, PackRecord
 
@@ -164,7 +165,7 @@ def _pack_unchanged(record: PackRecord, pack_stat: FileStat, rules: PlanRules) -
 def _stat(path: str) -> tuple[FileStat, Result | None]:
     """Stat a candidate; non-regular and vanished files fail here, without a worker."""
     try:
-        info = os.stat(path)
+        info = os.stat(open_path(path))
     except OSError as exc:
         return FileStat(path, 0, 0), unreadable_result(path, exc)
     return FileStat(path, info.st_size, info.st_mtime_ns), not_regular_result(path, info)

@@ -11,13 +11,15 @@ import stat
 
 from replay_cli.defaults import DEFAULT_MAX_BYTES
 from replay_cli.failures import failed_result, not_regular_result, unreadable_result
+from replay_cli.paths import open_path
+from replay_cli.platforms import READ_FLAGS
 from replay_cli.result import Result
 
 
 def read_replay_file(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes | Result:
     """Read a file safely: regular files only, never more than max_bytes, never blocking on a FIFO."""
     try:
-        info = os.stat(path)
+        info = os.stat(open_path(path))
     except OSError as exc:
         return unreadable_result(path, exc)
     if (not_regular := not_regular_result(path, info)) is not None:
@@ -26,8 +28,7 @@ def read_replay_file(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes | R
         return failed_result(path, "too_large", "FileTooLarge",
                              f"{info.st_size} bytes is over the {max_bytes}-byte cap", "read", size=info.st_size)
     try:
-        # O_NONBLOCK: if the path was swapped for a FIFO after stat(), open() must not hang.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(open_path(path), READ_FLAGS)  # a FIFO swapped in after stat() must not hang it
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return failed_result(path, "not_regular_file", "NotRegularFile",
