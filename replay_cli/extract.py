@@ -30,7 +30,7 @@ MMR_UNKNOWN_META = -36400
 EARLIEST_PLAUSIBLE_DATE = datetime(2010, 1, 1, tzinfo=UTC)  # WoL beta began in 2010
 LEAGUE_NONE = 0
 
-# Upgrades reported at loop 0 that are cosmetics, not research.
+# Upgrades reported at loop 0 that are cosmetics (sprays, dances, skins), not upgrades a player bought.
 COSMETIC_UPGRADE_PREFIXES = ("Spray", "RewardDance", "GameHeart", "Skin", "Portrait", "Emoticon")
 STAT_UNIT_NAMES_EXCLUDED = frozenset(
     {

@@ -30,7 +30,7 @@ N_SLEEP = 12
 # Columns that legitimately differ between an interrupted-and-resumed run and a clean one.
 VOLATILE = {
     "replays": {"stored_at", "stored_run"},
-    "files": {"parse_seconds", "first_run", "last_run"},
+    "files": {"parse_seconds", "cpu_seconds", "peak_rss_bytes", "peak_rss_scope", "first_run", "last_run"},
 }
 DUMPED_TABLES = ("replays", "players", "chat", "build_order", "player_stats", "files")
 

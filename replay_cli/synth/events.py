@@ -57,7 +57,6 @@ POINT_COORD_WIDTH = 20
 POINT_FIXED_POINT = 4096  # command target points are map cells times 4096
 INT32_BIAS = 1 << 31
 CAMERA_FIXED_POINT = 256  # camera targets are map cells times 256
-CAMERA_REASON_BIAS = 128
 CONTROL_GROUP_RECALL = 2
 LEAVE_REASON_LEFT = 0
 CAMERA_INTERVAL_LOOPS = 224  # one camera move every 10 game seconds
