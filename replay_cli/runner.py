@@ -283,11 +283,7 @@ def start_pool(workers: int, max_memory: int | None, max_tasks: int) -> ProcessP
 
 def worker_pids(pool: ProcessPool) -> list[int]:
     """The pids of a pool's live workers, for the memory watchdog; empty when pebble hides them."""
-    # pebble has no public list of workers; its worker manager's dict is read, guarded, because a
-    # pebble that renamed it must cost the watchdog, never the run.
-    manager = getattr(getattr(pool, "_pool_manager", None), "worker_manager", None)
-    workers = getattr(manager, "workers", None)
-    return [pid for pid in dict(workers or {}) if isinstance(pid, int)]
+    return [process.pid for process in pool_processes(pool) if process.pid is not None]
 
 
 def stop_pool(pool: ProcessPool) -> None:
