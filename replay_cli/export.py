@@ -173,8 +173,8 @@ def plan_table(conn: sqlite3.Connection, table: str, options: ExportOptions) -> 
     partition = options.partition_by if link is not None and link[1] == "sha256" else None
     if partition is not None:  # Hive convention: the partition key lives in the path, not in the rows
         info = [column for column in info if column[0] != partition]
-    exprs = [column_sql(table, name, names, "t", options.chat_policy) if options.key is not None
-             else f"t.{quoted(name)}" for name, *_ in info]
+    exprs = [column_sql(table, name, names, "t", options.chat_policy, pseudonymise=options.key is not None)
+             for name, *_ in info]
     columns = tuple(Column(name, _column_kind(conn, table, name, declared), nullable=not notnull or expr == "NULL")
                     for (name, declared, notnull, _pk), expr in zip(info, exprs))
     source = f"{quoted(table)} AS t"

@@ -136,15 +136,15 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def column_sql(table: str, column: str, columns: list[str], alias: str, chat: str) -> str:
+def column_sql(table: str, column: str, columns: list[str], alias: str, chat: str, pseudonymise: bool = True) -> str:
     """Return the SQL expression that yields `column` of `table` pseudonymised (itself when not identifying).
 
     `columns` are the table's columns (a rule may read a neighbour: the row's sha256 or region);
-    `chat` is the chat policy for chat text (keep or redact).
+    `chat` is the chat policy for chat text (keep or redact), applied even when `pseudonymise` is off.
     """
     ref = f"{alias}.{_quoted(column)}"
     rule = MATCH if column == MATCH_KEY_COLUMN else IDENTITY_COLUMNS.get(table, {}).get(column)
-    if rule is None or (rule == CHAT and chat == "keep"):
+    if rule is None or (rule == CHAT and chat == "keep") or (rule != CHAT and not pseudonymise):
         return ref
     if rule == CHAT:
         return f"CASE WHEN {ref} IS NULL THEN NULL ELSE '{REDACTED}' END"

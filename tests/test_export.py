@@ -371,6 +371,14 @@ def test_chat_policies(samples_db: Path, tmp_path: Path, policy: str):
     assert texts == (expected if policy == "keep" else ["[redacted]"] * len(expected)) and texts
 
 
+def test_chat_redact_without_pseudonyms(samples_db: Path, tmp_path: Path):
+    export(samples_db, tmp_path / "out", "--format", "jsonl", "--chat", "redact", "--tables", "chat,players")
+    chat = read_back(tmp_path / "out", "chat", "jsonl")
+    assert chat and all(row["text"] == "[redacted]" for row in chat)
+    names = {row["name"] for row in read_back(tmp_path / "out", "players", "jsonl")}
+    assert names == {name for (name,) in sql(samples_db, "select name from players")}  # names stay real
+
+
 @pytest.mark.parametrize("value", ["=HYPERLINK(\"http://x\")", "+1", "-2+3", "@SUM(A1)", "'quoted", "\tTab", "plain"])
 def test_csv_defuses_formulas_and_keeps_values_recoverable(samples_db: Path, tmp_path: Path, value: str):
     db = tmp_path / "hostile.db"
