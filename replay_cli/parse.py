@@ -14,6 +14,7 @@ import functools
 import hashlib
 import io
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -63,6 +64,7 @@ from replay_cli.result import (
     Quality,
     Result,
 )
+from replay_cli.tracker import StatsRecords, TrackerError, TrackerUnsupported, stats_records
 
 # sc2reader load levels: 0 header, 1 details + map, 2 players + chat, 3 tracker, 4 game events.
 LOAD_LEVEL_BY_DEPTH: dict[str, int] = {"summary": 2, "stats": 3, "full": 4}
@@ -70,6 +72,10 @@ LOAD_LEVEL_BY_DEPTH: dict[str, int] = {"summary": 2, "stats": 3, "full": 4}
 UNSUPPORTED_BUILD_MARKER = "could not found for build"
 # sc2reader's MPQError message when the container itself cannot be opened (resources.py).
 MPQ_OPEN_FAILED = "Unable to construct the MPQArchive"
+# tracker.py decodes the tracker events at `stats`; REPLAYCLI_TRACKER=sc2reader selects sc2reader's own
+# decoder instead, the reference the direct path is tested against.
+TRACKER_PATH_ENV = "REPLAYCLI_TRACKER"
+TRACKER_PATH_SC2READER = "sc2reader"
 # The engine that only sorts an in-game lobby's players from its observers (see _load).
 LOBBY_CHECK = "lobby"
 TRACKER_LOAD_LEVEL = 3
@@ -247,6 +253,29 @@ def _sc2reader_notes() -> Iterator[Counter[str]]:
         _NOTES.counts = Counter()  # records outside a parse belong to no file
 
 
+def _direct_stats_enabled() -> bool:
+    return os.environ.get(TRACKER_PATH_ENV, "").strip().lower() != TRACKER_PATH_SC2READER
+
+
+def _load_direct_stats(data: bytes) -> tuple[Any, Counter[str], StatsRecords] | None:
+    """Load at sc2reader level 2 and decode the tracker events with tracker.py; None when it declines.
+
+    tracker.py builds the same records as sc2reader's level 3 and ContextLoader for about half the
+    CPU; it declines (TrackerError, TrackerUnsupported) whatever it does not reproduce exactly, such
+    as GameHeart games or a damaged member, and the caller then takes sc2reader's path.
+    """
+    with _sc2reader_notes() as notes:
+        replay = _read(data, LOAD_LEVEL_BY_DEPTH["summary"], None)
+    raw = _sc2reader().utils.extract_data_file("replay.tracker.events", replay.archive) or b""
+    try:
+        records = stats_records(raw, build=replay.build, expansion=replay.expansion,
+                                player_pids=set(replay.player), observer_pids={o.pid for o in replay.observers},
+                                per_second=loops_per_real_second(replay))
+    except (TrackerError, TrackerUnsupported):
+        return None
+    return replay, notes, records
+
+
 def _load(data: bytes, depth: str) -> tuple[Any, list[str], Counter[str]]:
     """Load the replay at a depth; return it, the reasons its core fields may be incomplete, and
     what sc2reader met but did not know.
@@ -281,9 +310,10 @@ def _header_release(data: bytes) -> str | None:
         return None
 
 
-def _extract(replay: Any, sha256: str, depth: str) -> tuple[dict[str, Any], str, dict[str, str]]:
+def _extract(replay: Any, sha256: str, depth: str,
+             direct: StatsRecords | None = None) -> tuple[dict[str, Any], str, dict[str, str]]:
     """Extract every row the depth provides; also whether the game metadata could be read, and the
-    source values that cleaning rules read as unknown."""
+    source values that cleaning rules read as unknown. `direct`: the stats records tracker.py decoded."""
     meta, metadata_state = read_gamemetadata(replay)
     players = player_rows(replay, meta)
     replay_fields = replay_row(replay, sha256, meta, depth)
@@ -298,9 +328,11 @@ def _extract(replay: Any, sha256: str, depth: str) -> tuple[dict[str, Any], str,
     if depth == "summary":
         return rows, metadata_state, sentinels
     per_second = loops_per_real_second(replay)
-    units = unit_records(replay)
-    rows["player_stats"] = player_stats_rows(replay)
-    rows["build_order"] = build_order_rows(units, upgrade_records(replay), per_second)
+    if direct is not None:
+        units, upgrades, rows["player_stats"] = direct.units, direct.upgrades, direct.player_stats
+    else:
+        units, upgrades, rows["player_stats"] = unit_records(replay), upgrade_records(replay), player_stats_rows(replay)
+    rows["build_order"] = build_order_rows(units, upgrades, per_second)
     apply_benchmarks(players, rows["player_stats"], units, replay.frames, per_second)
     if depth == "full":
         _apply_full(replay, players, per_second)
@@ -331,6 +363,7 @@ class _Attempts:
     rows: dict[str, Any] | None = None
     reached: str | None = None
     assessment: Assessment = field(default_factory=Assessment)  # of the rows that were reached
+    stats_path: str = "sc2reader"  # who decoded the tracker events: tracker.py or sc2reader
     error: ErrorInfo | None = None  # the failure of the requested depth, or of every depth
 
 
@@ -339,9 +372,16 @@ def _parse_deepest(data: bytes, sha256: str, depth: str) -> _Attempts:
     attempts = _Attempts()
     for attempt in reversed(DEPTHS[: DEPTHS.index(depth) + 1]):
         try:
-            replay, load_reasons, notes = _load(data, attempt)
-            rows, metadata_state, sentinels = _extract(replay, sha256, attempt)
-            assessment = assess(replay, rows, attempt, metadata_state, load_reasons, notes, sentinels)
+            loaded = _load_direct_stats(data) if attempt == "stats" and _direct_stats_enabled() else None
+            if loaded is not None:
+                replay, notes, direct = loaded
+                load_reasons: list[str] = list(replay.recovered)
+            else:
+                (replay, load_reasons, notes), direct = _load(data, attempt), None
+            rows, metadata_state, sentinels = _extract(replay, sha256, attempt, direct)
+            tracker_events = direct.event_count if direct is not None else len(replay.tracker_events)
+            assessment = assess(replay, rows, attempt, metadata_state, load_reasons, notes, sentinels,
+                                tracker_events)
         except Exception as exc:  # worker boundary: one bad replay must never end a batch
             error = _classify(exc, attempt)
             if error["kind"] in FINAL_ERROR_KINDS or error["stage"] in ("archive", "validate"):
@@ -350,6 +390,7 @@ def _parse_deepest(data: bytes, sha256: str, depth: str) -> _Attempts:
             attempts.error = attempts.error or error
             continue
         attempts.rows, attempts.reached, attempts.assessment = rows, attempt, assessment
+        attempts.stats_path = "replaycli" if direct is not None else "sc2reader"
         return attempts
     return attempts
 
@@ -414,7 +455,8 @@ def _parse(data: bytes, depth: str, source: str | None) -> Result:
         "cpu_seconds": round(time.process_time() - cpu_start, 4),
         "peak_rss_bytes": peak_rss_bytes,
         "peak_rss_scope": peak_rss_scope,
-        "parser": _parser_versions(),
+        "parser": {**_parser_versions(), "tracker_events": attempts.stats_path} if attempts.reached != "summary"
+        else _parser_versions(),
         "error": error,
         "quality": quality,
         **rows,  # type: ignore[typeddict-item]

@@ -78,12 +78,13 @@ class Assessment:
     resumed: bool | None = None
 
 
-def completeness_reasons(replay: Any, rows: dict[str, Any], depth: str, metadata_state: str) -> list[str]:
+def completeness_reasons(replay: Any, rows: dict[str, Any], depth: str, metadata_state: str,
+                         tracker_events: int = 0) -> list[str]:
     """Return why the rows of this replay are not complete at `depth` (empty when they are)."""
     reasons = []
     if any(not row["name"] for row in rows["players"] if not row["is_observer"]):
         reasons.append(REASON_UNNAMED)
-    if depth != "summary" and (replay.build or 0) >= TRACKER_FIRST_BUILD and not replay.tracker_events:
+    if depth != "summary" and (replay.build or 0) >= TRACKER_FIRST_BUILD and not tracker_events:
         reasons.append(REASON_NO_TRACKER)
     if metadata_state == METADATA_UNREADABLE or (
         metadata_state == METADATA_MISSING and (replay.base_build or 0) >= METADATA_FIRST_BASE_BUILD
@@ -119,18 +120,20 @@ def _unknown_abilities(replay: Any, depth: str) -> int | None:
 
 
 def assess(replay: Any, rows: dict[str, Any], depth: str, metadata_state: str,
-           load_reasons: list[str], notes: Counter[str], sentinels: dict[str, str]) -> Assessment:
+           load_reasons: list[str], notes: Counter[str], sentinels: dict[str, str],
+           tracker_events: int = 0) -> Assessment:
     """Judge one extracted replay: incomplete reasons, trust reasons, and the facts behind them."""
     unknown = {kind: notes.get(kind, 0) for kind in ("attributes", "attribute_values")}
     for kind, count in (("unit_types", _unknown_unit_types(rows, depth)),
                         ("abilities", _unknown_abilities(replay, depth))):
         if count is not None:
             unknown[kind] = count
-    reasons = [*load_reasons, *completeness_reasons(replay, rows, depth, metadata_state), *_data_gap(replay)]
+    reasons = [*load_reasons, *completeness_reasons(replay, rows, depth, metadata_state, tracker_events),
+               *_data_gap(replay)]
     reasons += [UNKNOWN_REASONS[kind] for kind, count in unknown.items() if count and kind in UNKNOWN_REASONS]
     members = {"game_metadata": metadata_state != METADATA_MISSING}
     if depth != "summary":
-        members["tracker_events"] = bool(replay.tracker_events)
+        members["tracker_events"] = tracker_events > 0
     resumed = None
     if depth == "full":
         resumed = any(event.name == "HijackReplayGameEvent" for event in replay.game_events)
