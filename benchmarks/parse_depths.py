@@ -52,9 +52,12 @@ MS_PER_S = 1000.0
 
 DEPTH_CONFIGS = ("summary", "stats", "full")
 BASELINE = "baseline"
-CONFIGS = (*DEPTH_CONFIGS, BASELINE)
+# `stats` with REPLAYCLI_TRACKER=sc2reader: the same parse with sc2reader decoding the tracker events.
+STATS_SC2READER = "stats-sc2reader"
+CONFIGS = (*DEPTH_CONFIGS, STATS_SC2READER, BASELINE)
 # (numerator, denominator) pairs printed as ratios, always over files where both succeeded.
-RATIO_PAIRS = (("stats", "summary"), ("full", "stats"), ("stats", BASELINE), ("full", BASELINE),
+RATIO_PAIRS = (("stats", STATS_SC2READER), ("stats", "summary"), ("full", "stats"), ("stats", BASELINE),
+               ("full", BASELINE),
                ("summary", BASELINE))
 
 
@@ -185,6 +188,17 @@ def run_depth(depth: str) -> Callable[[str], bool]:
     return run
 
 
+def run_stats_sc2reader(path: str) -> bool:
+    """`parse_file(path, "stats")` with sc2reader's own tracker decoder (the reference path)."""
+    from replay_cli.parse import TRACKER_PATH_ENV, TRACKER_PATH_SC2READER, parse_file
+
+    os.environ[TRACKER_PATH_ENV] = TRACKER_PATH_SC2READER
+    try:
+        return parse_file(path, "stats")["status"] != "failed"
+    finally:
+        del os.environ[TRACKER_PATH_ENV]
+
+
 def run_baseline(path: str) -> bool:
     """Plain `sc2reader.load_replay(path)`: load_level 4, default plugins; True when it did not raise."""
     import sc2reader
@@ -200,6 +214,7 @@ def run_baseline(path: str) -> bool:
 def runners() -> dict[str, Callable[[str], bool]]:
     """Every configuration by name."""
     table = {depth: run_depth(depth) for depth in DEPTH_CONFIGS}
+    table[STATS_SC2READER] = run_stats_sc2reader
     table[BASELINE] = run_baseline
     return table
 
