@@ -125,8 +125,13 @@ def cli() -> None:
 @max_size_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (an array for several files).")
 @click.option("--nl", is_flag=True, help="Print one JSON object per line.")
+@click.option("--anonymize", "key_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Replace names, clan tags, handles, chat senders and the source path with the keyed "
+                   "pseudonyms `export --anonymize` writes.")
+@click.option("--chat", type=click.Choice(["keep", "redact", "drop"]), default=None,
+              show_default="keep; redact with --anonymize", help="What to do with chat text.")
 def parse(files: tuple[str, ...], depth: str, timeout: float, max_memory: int, max_size: int, as_json: bool,
-          nl: bool) -> None:
+          nl: bool, key_file: str | None, chat: str | None) -> None:
     """Parse replays and print them, without touching any database.
 
     FILE may be - to read replay bytes from stdin. Exit 0 when every file parsed (fully or
@@ -143,6 +148,8 @@ def parse(files: tuple[str, ...], depth: str, timeout: float, max_memory: int, m
     from replay_cli.isolate import parse_bounded
     from replay_cli.render import make_console, print_parse_summary, write_json, write_json_line
 
+    disguise = _result_pseudonymizer(key_file, chat)
+
     if as_json and nl:
         raise click.UsageError("--json and --nl are mutually exclusive.")
     if files.count(STDIN_MARKER) > 1:
@@ -150,8 +157,8 @@ def parse(files: tuple[str, ...], depth: str, timeout: float, max_memory: int, m
     results: list[dict[str, Any]] = []
     for name in files:
         stdin = sys.stdin.buffer if name == STDIN_MARKER else None
-        result = parse_bounded(name, stdin, depth, timeout=timeout, max_memory=_mebibytes(max_memory),
-                               max_bytes=max_size * 2**20)
+        result = disguise(parse_bounded(name, stdin, depth, timeout=timeout, max_memory=_mebibytes(max_memory),
+                                        max_bytes=max_size * 2**20))
         if nl:
             write_json_line(result)
         results.append(dict(result))
@@ -174,6 +181,22 @@ def schema() -> None:
     from replay_cli.schema import shipped_schema_text
 
     click.echo(shipped_schema_text(), nl=False)
+
+
+def _result_pseudonymizer(key_file: str | None, chat: str | None) -> Any:
+    """The function `parse` passes each result through: pseudonyms with a key, chat per --chat."""
+    from replay_cli.pseudonym import REDACTED, KeyFileError, Pseudonymizer, load_key, pseudonymise_result
+
+    if key_file is None:
+        if chat in (None, "keep"):
+            return lambda result: result
+        return lambda result: {**result, "chat": [] if chat == "drop" else [
+            {**line, "text": REDACTED} for line in result["chat"]]}
+    try:
+        pseudonymizer = Pseudonymizer(load_key(key_file))
+    except KeyFileError as exc:
+        raise click.UsageError(str(exc)) from exc
+    return lambda result: pseudonymise_result(result, pseudonymizer, chat or "redact")
 
 
 def _mebibytes(value: int | None) -> int | None:

@@ -186,4 +186,14 @@ def pseudonymise_result(result: Mapping[str, Any], pseudonymizer: Pseudonymizer,
                     "text": message.get("text") if chat == "keep" else REDACTED} for message in messages]
     if result.get("error"):
         out["error"] = {**result["error"], "message": REDACTED}
+    if result.get("quality"):
+        out["quality"] = {**result["quality"], "raw_values": _redacted_identities(result["quality"]["raw_values"])}
     return out
+
+
+# Fields whose source value, kept as evidence in quality.raw_values, would be an identity or a chat line.
+IDENTITY_FIELDS = (".name", ".clan_tag", ".toon_handle", ".sender_name", ".text")
+
+
+def _redacted_identities(raw_values: Mapping[str, str]) -> dict[str, str]:
+    return {where: REDACTED if where.endswith(IDENTITY_FIELDS) else value for where, value in raw_values.items()}
