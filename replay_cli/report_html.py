@@ -29,6 +29,7 @@ from replay_cli.report_charts import (
 # Worker counts and build orders come from tracker events: StarCraft II records them from patch 2.0.8
 # on, and replaycli stores them at --depth stats.
 NO_TRACKER = "No {} in these games: they need replays from patch 2.0.8 on, ingested with --depth stats."
+SHOWN_TOONS = 10  # the toons a player section lists; --json lists them all
 PAGE_MODE = 0o644  # a page to share: temporary files are created private, the report is not
 # Nothing may be fetched and no script may run, whatever a chart or a name smuggles in.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -163,7 +164,11 @@ def player_section(player: dict[str, Any]) -> str:
     """The part of the page about one person (the --player values merged)."""
     totals = player["totals"]
     toons = ", ".join(f"{esc(' / '.join(t['names']))} ({esc(t['toon_handle'] or 'no toon')}, "
-                      f"{number(t['games'])} games)" for t in player["toons"])
+                      f"{number(t['games'])} games)" for t in player["toons"][:SHOWN_TOONS])
+    hidden = len(player["toons"]) - SHOWN_TOONS
+    if hidden > 0:  # a common name is many people: say so rather than list them all
+        toons += (f" and {number(hidden)} more. A name shared by this many accounts is likely several people: "
+                  "give toon handles with --player to pick one.")
     tiles = _tiles([("games", number(totals["games"])), ("wins", number(totals["wins"])),
                     ("losses", number(totals["losses"])), ("win rate", _rate(totals["win_rate"]))])
     openings = table(["race", "opening", "games", "wins", "losses", "win rate"], (
