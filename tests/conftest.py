@@ -42,6 +42,9 @@ NEEDS_CORPUS = "it checks values known from particular real games"
 SYNTH_GAMES = 64
 SYNTH_SEED = 9
 CLI_TIMEOUT_S = 120
+# Set when the suite runs as on Windows: PYTHONPATH=tests/portable_site (see its sitecustomize.py).
+PORTABLE_SITE = ([str(REPO_ROOT / "tests" / "portable_site")]
+                 if getattr(sys.modules.get("sitecustomize"), "PORTABLE", False) else [])
 
 # Without the corpus, each corpus replay a test names is played by a sample of the same shape; no two
 # corpus replays share a stand-in, so a batch of them never holds an accidental byte-identical copy.
@@ -119,7 +122,8 @@ class ReplayCli:
                    if not k.startswith(("REPLAYCLI_", "FAULT_")) and k != "WORKER_PROCESSES"}
         else:
             env = {"PATH": "/usr/bin:/bin"}
-        env["PYTHONPATH"] = str(REPO_ROOT)
+        # A suite run in the portable simulation keeps it in every CLI it starts.
+        env["PYTHONPATH"] = os.pathsep.join([*PORTABLE_SITE, str(REPO_ROOT)])
         env.update(extra or {})
         return env
 
