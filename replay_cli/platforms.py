@@ -43,6 +43,7 @@ READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY"
 PARENT_POLL_S = 0.5  # how often a parsing process checks its parent where nothing can wait on it
 # Platforms whose kernel accepts RLIMIT_AS without enforcing it.
 RLIMIT_UNENFORCED = ("darwin",)
+_told_no_cap = threading.Event()  # the missing-cap warning is given once per process, not per pool
 
 
 def pool_start_method(environ: Mapping[str, str] = os.environ) -> str:
@@ -74,8 +75,10 @@ def memory_cap_mode(environ: Mapping[str, str] = os.environ) -> str:
         return CAP_RLIMIT
     if _has_psutil():
         return CAP_WATCHDOG
-    log.warning("the per-process memory cap is not enforced on this platform without psutil: "
-                "install replaycli[memory]")
+    if not _told_no_cap.is_set():
+        _told_no_cap.set()
+        log.warning("the per-process memory cap is not enforced on this platform without psutil: "
+                    "install replaycli[memory]")
     return CAP_NONE
 
 
