@@ -157,6 +157,17 @@ class BatchCounts:
     store_errors: tuple[tuple[str, str, str], ...] = ()
 
 
+def _in_list(values: Sequence[str]) -> tuple[str, list[str | None]]:
+    """Placeholders and parameters for `IN (...)`, padded with NULLs to a power of two.
+
+    sqlite3 keeps up to 128 compiled statements per connection, and every list length is a
+    statement of its own, large for long lists: padding leaves a handful of shapes, so a long
+    `ingest --watch`, whose lookups come in every length, keeps flat memory. NULL matches nothing.
+    """
+    size = 1 << max(len(values) - 1, 0).bit_length()
+    return ", ".join("?" * size), [*values, *([None] * (size - len(values)))]
+
+
 def _text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -455,11 +466,12 @@ class Store:
         with self._translate("read"):
             for start in range(0, len(paths), LOOKUP_CHUNK):
                 chunk = list(paths[start : start + LOOKUP_CHUNK])
+                marks, params = _in_list(chunk)
                 rows = self._conn.execute(
                     "SELECT f.path, f.size, f.mtime_ns, f.status, f.depth, f.sha256, f.crc32, f.filter_key, "
                     "f.parser_version, r.degraded FROM files f LEFT JOIN replays r ON r.sha256 = f.sha256 "
-                    f"WHERE f.path IN ({', '.join('?' * len(chunk))})",
-                    chunk,
+                    f"WHERE f.path IN ({marks})",
+                    params,
                 )
                 records.update((row[0], FileRecord(*row)) for row in rows)
         return records
@@ -470,10 +482,11 @@ class Store:
         with self._translate("read"):
             for start in range(0, len(paths), LOOKUP_CHUNK):
                 chunk = list(paths[start : start + LOOKUP_CHUNK])
+                marks, params = _in_list(chunk)
                 rows = self._conn.execute(
                     "SELECT path, size, mtime_ns, members, depth, filter_key FROM packs "
-                    f"WHERE path IN ({', '.join('?' * len(chunk))})",
-                    chunk,
+                    f"WHERE path IN ({marks})",
+                    params,
                 )
                 records.update((row[0], PackRecord(*row)) for row in rows)
         return records
