@@ -17,6 +17,7 @@ from tests.processes import descendants, multiprocessing_helpers
 
 TIMING_KEYS = ("parse_seconds", "cpu_seconds", "peak_rss_bytes")  # measured, so never equal
 HEARTBEAT_S = 0.01
+SERVICE_SEED = 47  # the unit-heavy games of the event-loop test
 LARGE = ["tests/replays/1v1.SC2Replay", "tests/replays/2v2.SC2Replay", "spawningtool/replays/patch_5_0_16.SC2Replay",
          "tests/replays/1v1_obs.SC2Replay"]
 
@@ -30,8 +31,21 @@ def large_uploads(corpus_present: bool, game, request: pytest.FixtureRequest) ->
     """LARGE from the corpus, else the biggest synthetic games: each parse must outlast several heartbeats."""
     if corpus_present:
         return [game(suffix).read_bytes() for suffix in LARGE]
-    biggest = sorted(request.getfixturevalue("synth_games"), key=lambda path: path.stat().st_size)[-len(LARGE):]
-    return [path.read_bytes() for path in biggest]
+    # Games with thousands of units: seconds of work each at full depth, so a blocked loop would
+    # show a gap far longer than the heartbeat whatever else runs on the machine.
+    return [_unit_heavy_game(index) for index in range(len(LARGE))]
+
+
+def _unit_heavy_game(index: int) -> bytes:
+    from dataclasses import replace
+
+    from replay_cli.synth import BuildItem, describe_game, write_replay
+
+    desc = describe_game(SERVICE_SEED, index)
+    first = desc.players[0]
+    unit = {"Terran": "Marine", "Protoss": "Zealot", "Zerg": "Zergling"}[first.race]
+    items = tuple(BuildItem(loop=100 + i, name=unit) for i in range(min(4000, desc.duration_loops - 200)))
+    return write_replay(replace(desc, players=(replace(first, build_order=items), *desc.players[1:])))
 
 
 def test_parse_returns_what_the_cli_stores(game):
