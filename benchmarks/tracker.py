@@ -94,14 +94,10 @@ def member(replay: Any) -> bytes:
 
 
 def direct(replay: Any) -> tracker.StatsRecords:
-    return tracker.stats_records(
-        member(replay),
-        build=replay.build,
-        expansion=replay.expansion,
-        player_pids=set(replay.player),
-        observer_pids={o.pid for o in replay.observers},
-        per_second=extract.loops_per_real_second(replay),
-    )
+    """The direct path as parse.py calls it."""
+    from replay_cli.parse import direct_stats
+
+    return direct_stats(replay)
 
 
 def reference(data: bytes) -> tuple[Any, ...]:

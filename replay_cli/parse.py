@@ -266,14 +266,21 @@ def _load_direct_stats(data: bytes) -> tuple[Any, Counter[str], StatsRecords] | 
     """
     with _sc2reader_notes() as notes:
         replay = _read(data, LOAD_LEVEL_BY_DEPTH["summary"], None)
-    raw = _sc2reader().utils.extract_data_file("replay.tracker.events", replay.archive) or b""
     try:
-        records = stats_records(raw, build=replay.build, expansion=replay.expansion,
-                                player_pids=set(replay.player), observer_pids={o.pid for o in replay.observers},
-                                per_second=loops_per_real_second(replay))
+        records = direct_stats(replay)
     except (TrackerError, TrackerUnsupported):
         return None
     return replay, notes, records
+
+
+def direct_stats(replay: Any) -> StatsRecords:
+    """tracker.py's records for a replay sc2reader loaded at level 2; raises TrackerError or TrackerUnsupported.
+
+    The member is read as sc2reader reads it at level 3 (decompression forced, then a plain read).
+    """
+    raw = _sc2reader().utils.extract_data_file("replay.tracker.events", replay.archive) or b""
+    return stats_records(raw, build=replay.build, expansion=replay.expansion, player_pids=set(replay.player),
+                         observer_pids={o.pid for o in replay.observers}, per_second=loops_per_real_second(replay))
 
 
 def _load(data: bytes, depth: str) -> tuple[Any, list[str], Counter[str]]:

@@ -20,13 +20,13 @@ from __future__ import annotations
 import json
 import operator
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from sqlite_utils import Database
 
@@ -155,6 +155,9 @@ class BatchCounts:
     filtered: int = 0
     # (path, exception type, one-line reason) of each file whose rows could not be written; in `failed` too.
     store_errors: tuple[tuple[str, str, str], ...] = ()
+
+
+R = TypeVar("R")  # the record type a lookup builds from each row
 
 
 def _in_list(values: Sequence[str]) -> tuple[str, list[str | None]]:
@@ -462,33 +465,25 @@ class Store:
 
         Raises StoreError.
         """
-        records: dict[str, FileRecord] = {}
-        with self._translate("read"):
-            for start in range(0, len(paths), LOOKUP_CHUNK):
-                chunk = list(paths[start : start + LOOKUP_CHUNK])
-                marks, params = _in_list(chunk)
-                rows = self._conn.execute(
-                    "SELECT f.path, f.size, f.mtime_ns, f.status, f.depth, f.sha256, f.crc32, f.filter_key, "
-                    "f.parser_version, r.degraded FROM files f LEFT JOIN replays r ON r.sha256 = f.sha256 "
-                    f"WHERE f.path IN ({marks})",
-                    params,
-                )
-                records.update((row[0], FileRecord(*row)) for row in rows)
-        return records
+        return self._lookup(
+            "SELECT f.path, f.size, f.mtime_ns, f.status, f.depth, f.sha256, f.crc32, f.filter_key, "
+            "f.parser_version, r.degraded FROM files f LEFT JOIN replays r ON r.sha256 = f.sha256 WHERE f.path IN",
+            paths, FileRecord,
+        )
 
     def lookup_packs(self, paths: Sequence[str]) -> dict[str, PackRecord]:
         """Return the stored record of each pack path a finished run read to the end. Raises StoreError."""
-        records: dict[str, PackRecord] = {}
+        return self._lookup("SELECT path, size, mtime_ns, members, depth, filter_key FROM packs WHERE path IN",
+                            paths, PackRecord)
+
+    def _lookup(self, select: str, paths: Sequence[str], record: Callable[..., R]) -> dict[str, R]:
+        """Run `select ... IN (paths)` LOOKUP_CHUNK paths at a time; one record per row, keyed by its first column."""
+        records: dict[str, R] = {}
         with self._translate("read"):
             for start in range(0, len(paths), LOOKUP_CHUNK):
-                chunk = list(paths[start : start + LOOKUP_CHUNK])
-                marks, params = _in_list(chunk)
-                rows = self._conn.execute(
-                    "SELECT path, size, mtime_ns, members, depth, filter_key FROM packs "
-                    f"WHERE path IN ({marks})",
-                    params,
-                )
-                records.update((row[0], PackRecord(*row)) for row in rows)
+                marks, params = _in_list(list(paths[start : start + LOOKUP_CHUNK]))
+                rows = self._conn.execute(f"{select} ({marks})", params)
+                records.update((row[0], record(*row)) for row in rows)
         return records
 
     def save_packs(self, records: Sequence[PackRecord], run_id: int) -> None:

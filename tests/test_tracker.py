@@ -24,6 +24,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
 from replay_cli import derive, extract, tracker  # noqa: E402
+from replay_cli.parse import direct_stats  # noqa: E402
 
 sc2reader = pytest.importorskip("sc2reader")
 from sc2reader.engine import GameEngine  # noqa: E402
@@ -94,15 +95,8 @@ def tracker_member(replay: Any) -> bytes:
 
 
 def direct_records(replay: Any) -> tracker.StatsRecords:
-    """Call the direct path the way parse.py is meant to, from a level-2 replay."""
-    return tracker.stats_records(
-        tracker_member(replay),
-        build=replay.build,
-        expansion=replay.expansion,
-        player_pids=set(replay.player),
-        observer_pids={observer.pid for observer in replay.observers},
-        per_second=extract.loops_per_real_second(replay),
-    )
+    """The direct path as parse.py calls it, from a level-2 replay."""
+    return direct_stats(replay)
 
 
 def direct_rows(data: bytes) -> dict[str, Any] | None:
@@ -329,10 +323,6 @@ def _records(data: bytes, build: int = 95299) -> tracker.StatsRecords:
     return tracker.stats_records(
         data, build=build, expansion="LotV", player_pids={1, 2}, observer_pids={3}, per_second=22.4
     )
-
-
-def _sample_member() -> bytes:
-    return tracker_member(_read(SAMPLES[0].read_bytes(), 2, None))
 
 
 def test_truncations_are_refused_or_a_shorter_stream():
