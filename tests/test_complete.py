@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,32 +15,21 @@ import pytest
 
 from replay_cli.parse import parse_file
 from replay_cli.synth import describe_game, write_replay
-from replay_cli.synth.details import encode_header
-from replay_cli.synth.game import replay_members
-from replay_cli.synth.mpq import build_archive
+from replay_cli.synth.game import write_variant
+from tests.hostile import bomb_replay
 
 SEED = 99
 HEALTHY = 4
-BOMB_BYTES = 640 * 1024**2  # decompressed; zlib packs these zeros into well under a megabyte
 WORKER_CAP_MIB = 320
 
 
-def _members_changed(index: int, change, compression: str = "bzip2") -> bytes:
-    desc = describe_game(SEED, index)
-    members = [(name, data) for name, data in ((n, change(n, d)) for n, d in replay_members(desc)) if data is not None]
-    return build_archive(members, encode_header(desc), compression)
+def _members_changed(index: int, change) -> bytes:
+    return write_variant(describe_game(SEED, index), change)
 
 
 def _unnamed(index: int) -> bytes:
     desc = describe_game(SEED, index)
     return write_replay(replace(desc, players=(replace(desc.players[0], name=""), *desc.players[1:])))
-
-
-def _metadata_bomb(index: int) -> bytes:
-    # Built with zlib: compressing 640 MiB of zeros with bzip2 would take the test longer than the parse.
-    bomb = bytes(BOMB_BYTES)
-    assert len(zlib.compress(bomb)) < 1024**2
-    return _members_changed(index, lambda n, d: bomb if n == "replay.gamemetadata.json" else d, "zlib")
 
 
 def verdict(quality: dict) -> dict:
@@ -59,7 +47,7 @@ def damaged() -> dict[str, tuple[bytes, list[str]]]:
         "metadata-missing": (_members_changed(12, lambda n, d: None if n == "replay.gamemetadata.json" else d),
                              ["metadata_missing"]),
         "unnamed": (_unnamed(13), ["unnamed_players"]),
-        "metadata-bomb": (_metadata_bomb(14), ["metadata_unreadable"]),
+        "metadata-bomb": (bomb_replay("replay.gamemetadata.json"), ["metadata_unreadable"]),
     }
 
 

@@ -11,12 +11,12 @@ import json
 import math
 import sqlite3
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from replay_cli.synth import BuildItem, describe_game, write_replay
+from replay_cli.synth import describe_game, write_replay
+from replay_cli.synth.game import with_units
 
 SEED = 11
 MIB = 1024**2
@@ -25,11 +25,7 @@ BIG_BUILD_ORDER = 15_000
 
 
 def _huge_game() -> bytes:
-    desc = describe_game(SEED, 0)
-    first = desc.players[0]
-    unit = {"Terran": "Marine", "Protoss": "Zealot", "Zerg": "Zergling"}[first.race]
-    items = tuple(BuildItem(loop=100 + i, name=unit) for i in range(BIG_BUILD_ORDER))
-    return write_replay(replace(desc, players=(replace(first, build_order=items), *desc.players[1:])))
+    return write_replay(with_units(describe_game(SEED, 0), BIG_BUILD_ORDER))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-file peaks need /proc/self/clear_refs")

@@ -7,33 +7,24 @@ decompresses to hundreds of MiB of zeros, and a game large enough to outlast a t
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
-from replay_cli.synth import BuildItem, describe_game, write_replay
-from replay_cli.synth.details import encode_header
-from replay_cli.synth.game import replay_members
-from replay_cli.synth.mpq import build_archive
+from replay_cli.synth import describe_game, write_replay
+from replay_cli.synth.game import with_units
+from tests.hostile import bomb_replay
 
 SEED = 41
-BOMB_BYTES = 600 * 1024**2
 CAP_MIB = 256
 
 
 def _game_events_bomb() -> bytes:
-    desc = describe_game(SEED, 0)
-    bomb = bytes(BOMB_BYTES)
-    members = [(name, bomb if name == "replay.game.events" else data) for name, data in replay_members(desc)]
-    return build_archive(members, encode_header(desc), "zlib")  # zeros: well under a MiB packed
+    """A replay whose replay.game.events decompresses to 1 GiB of zeros."""
+    return bomb_replay("replay.game.events")
 
 
 def _big_game() -> bytes:
     """A 35-minute game with 15,000 units: seconds of work at full depth, far past a 0.3 s timeout."""
-    desc = describe_game(SEED, 7)
-    first = desc.players[0]
-    unit = {"Terran": "Marine", "Protoss": "Zealot", "Zerg": "Zergling"}[first.race]
-    items = tuple(BuildItem(loop=100 + i, name=unit) for i in range(min(15_000, desc.duration_loops - 200)))
-    return write_replay(replace(desc, players=(replace(first, build_order=items), *desc.players[1:])))
+    return write_replay(with_units(describe_game(SEED, 7), 15_000))
 
 
 def _parse(replaycli, path: Path, *options: str):

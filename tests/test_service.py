@@ -12,6 +12,7 @@ import pytest
 from replay_cli.archive import archive_path
 from replay_cli.parse import parse_replay
 from replay_cli.service import ReplayParser, default_workers
+from tests.eventloop import heartbeat
 from tests.faults import fault_parse_bytes
 from tests.processes import descendants, multiprocessing_helpers
 
@@ -37,15 +38,10 @@ def large_uploads(corpus_present: bool, game, request: pytest.FixtureRequest) ->
 
 
 def _unit_heavy_game(index: int) -> bytes:
-    from dataclasses import replace
+    from replay_cli.synth import describe_game, write_replay
+    from replay_cli.synth.game import with_units
 
-    from replay_cli.synth import BuildItem, describe_game, write_replay
-
-    desc = describe_game(SERVICE_SEED, index)
-    first = desc.players[0]
-    unit = {"Terran": "Marine", "Protoss": "Zealot", "Zerg": "Zergling"}[first.race]
-    items = tuple(BuildItem(loop=100 + i, name=unit) for i in range(min(4000, desc.duration_loops - 200)))
-    return write_replay(replace(desc, players=(replace(first, build_order=items), *desc.players[1:])))
+    return write_replay(with_units(describe_game(SERVICE_SEED, index), 4000))
 
 
 def test_parse_returns_what_the_cli_stores(game):
@@ -102,17 +98,8 @@ def test_event_loop_keeps_ticking_while_large_replays_parse(large_uploads: list[
     async def main() -> tuple[float, float]:
         gaps: list[float] = []
         stop = asyncio.Event()
-
-        async def heartbeat() -> None:
-            last = time.perf_counter()
-            while not stop.is_set():
-                await asyncio.sleep(HEARTBEAT_S)
-                now = time.perf_counter()
-                gaps.append(now - last)
-                last = now
-
         async with ReplayParser(workers=2, depth="full") as parser:
-            ticker = asyncio.create_task(heartbeat())
+            ticker = asyncio.create_task(heartbeat(gaps, stop, HEARTBEAT_S))
             results = await asyncio.gather(*(parser.parse(data) for data in uploads))
             stop.set()
             await ticker

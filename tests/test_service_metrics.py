@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections import Counter
 
 import pytest
 
 from replay_cli.service import ReplayParser
 from replay_cli.synth import describe_game, write_replay
+from tests.eventloop import heartbeat
 
 UPLOADS = 200
 SEED = 23
@@ -24,15 +24,6 @@ def uploads() -> list[bytes]:
     """UPLOADS distinct synthetic replays, with two that cannot parse among them."""
     games = [write_replay(describe_game(SEED, index)) for index in range(UPLOADS - 2)]
     return [*games, b"not a replay", b"\0" * 4096]
-
-
-async def _heartbeat(gaps: list[float], stop: asyncio.Event) -> None:
-    last = time.perf_counter()
-    while not stop.is_set():
-        await asyncio.sleep(TICK_S)
-        now = time.perf_counter()
-        gaps.append(now - last)
-        last = now
 
 
 async def _sampler(parser: ReplayParser, snapshots: list[dict], stop: asyncio.Event) -> None:
@@ -49,7 +40,7 @@ def _load(uploads: list[bytes], *, sample: bool) -> tuple[list[dict], list[dict]
         snapshots: list[dict] = []
         stop = asyncio.Event()
         async with ReplayParser(workers=2, depth="summary") as parser:
-            ticker = asyncio.create_task(_heartbeat(gaps, stop))
+            ticker = asyncio.create_task(heartbeat(gaps, stop, TICK_S))
             sampler = asyncio.create_task(_sampler(parser, snapshots, stop)) if sample else None
             results = await asyncio.gather(*(parser.parse(data, name=f"u{i}.SC2Replay")
                                              for i, data in enumerate(uploads)))

@@ -16,8 +16,7 @@ from replay_cli.parse import parse_file, parse_replay
 from replay_cli.synth import describe_game, write_replay
 from replay_cli.synth.attributes import encode_attributes
 from replay_cli.synth.details import encode_details, encode_header
-from replay_cli.synth.game import replay_members
-from replay_cli.synth.mpq import build_archive
+from replay_cli.synth.game import write_variant
 
 SEED = 5017
 NEXT_PATCH = ((5, 0, 17), 98310)  # a release newer than sc2reader 1.9.0's newest balance data
@@ -26,24 +25,21 @@ NEXT_PATCH = ((5, 0, 17), 98310)  # a release newer than sc2reader 1.9.0's newes
 def next_patch_replay(index: int = 0) -> bytes:
     desc = describe_game(SEED, index)
     (release, build) = NEXT_PATCH
-    return build_archive(replay_members(desc), encode_header(desc, release, build, build), "bzip2")
+    return write_variant(desc, lambda _name, data: data, header=encode_header(desc, release, build, build))
 
 
 def bot_replay(index: int = 1) -> bytes:
     """Like a replay the SC2 API writes: replay.details names no map and no mods."""
     desc = describe_game(SEED, index)
     bare = encode_details(desc, with_cache_handles=False)
-    members = [(name, bare if name.startswith("replay.details") else data) for name, data in replay_members(desc)]
-    return build_archive(members, encode_header(desc), "bzip2")
+    return write_variant(desc, lambda name, data: bare if name.startswith("replay.details") else data)
 
 
 def editor_replay(index: int = 3) -> bytes:
     """Like a game started from the map editor: the lobby recorded no game speed."""
     desc = describe_game(SEED, index)
     attributes = encode_attributes(desc, with_game_speed=False)
-    members = [(name, attributes if name == "replay.attributes.events" else data)
-               for name, data in replay_members(desc)]
-    return build_archive(members, encode_header(desc), "bzip2")
+    return write_variant(desc, lambda name, data: attributes if name == "replay.attributes.events" else data)
 
 
 @pytest.mark.parametrize("depth", ["summary", "stats"])

@@ -19,9 +19,7 @@ import pytest
 
 from replay_cli.parse import parse_replay
 from replay_cli.synth import StatsSample, describe_game, write_replay
-from replay_cli.synth.details import encode_header
-from replay_cli.synth.game import replay_members
-from replay_cli.synth.mpq import build_archive
+from replay_cli.synth.game import write_variant
 
 SEED = 1701
 HEALTHY = 8
@@ -29,9 +27,7 @@ HEALTHY = 8
 
 def _with_member(index: int, member: str, rewrite: Any) -> bytes:
     """A synthetic game whose `member` is replaced by rewrite(original bytes)."""
-    desc = describe_game(SEED, index)
-    members = [(name, rewrite(data) if name == member else data) for name, data in replay_members(desc)]
-    return build_archive(members, encode_header(desc), "bzip2")
+    return write_variant(describe_game(SEED, index), lambda name, data: rewrite(data) if name == member else data)
 
 
 def _metadata(change: Any) -> Any:
