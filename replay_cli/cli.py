@@ -185,13 +185,12 @@ def schema() -> None:
 
 def _result_pseudonymizer(key_file: str | None, chat: str | None) -> Any:
     """The function `parse` passes each result through: pseudonyms with a key, chat per --chat."""
-    from replay_cli.pseudonym import REDACTED, KeyFileError, Pseudonymizer, load_key, pseudonymise_result
+    from replay_cli.pseudonym import KeyFileError, Pseudonymizer, chat_under, load_key, pseudonymise_result
 
     if key_file is None:
         if chat in (None, "keep"):
             return lambda result: result
-        return lambda result: {**result, "chat": [] if chat == "drop" else [
-            {**line, "text": REDACTED} for line in result["chat"]]}
+        return lambda result: {**result, "chat": chat_under(result["chat"], chat)}
     try:
         pseudonymizer = Pseudonymizer(load_key(key_file))
     except KeyFileError as exc:

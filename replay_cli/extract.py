@@ -191,11 +191,16 @@ def _color_hex(entity: Any) -> str | None:
     return getattr(color, "hex", None) or None
 
 
+def row_entities(replay: Any) -> list[Any]:
+    """The replay's entities in `players` row order: players by pid, then observers."""
+    return sorted(replay.players, key=lambda p: p.pid) + list(replay.observers)
+
+
 def player_rows(replay: Any, meta: dict[str, Any]) -> list[PlayerRow]:
     """Build one `players` row per slot: players first (by pid), then observers."""
     meta_by_pid = {m.get("PlayerID"): m for m in meta.get("Players", []) if isinstance(m, dict)}
     rows: list[PlayerRow] = []
-    for entity in sorted(replay.players, key=lambda p: p.pid) + list(replay.observers):
+    for entity in row_entities(replay):
         is_observer = bool(getattr(entity, "is_observer", False))
         pid = None if is_observer else getattr(entity, "pid", None)
         player_meta = meta_by_pid.get(pid, {}) if pid is not None else {}
@@ -270,8 +275,7 @@ def cleaned_values(replay: Any, replay_fields: dict[str, Any], players: list[Pla
     for field, raw in (("random_seed", init.get("random_value")), ("meta_duration_game_s", meta.get("Duration"))):
         if replay_fields.get(field) is None and raw is not None:
             cleaned[f"replay.{field}"] = repr(raw)
-    entities = sorted(replay.players, key=lambda p: p.pid) + list(replay.observers)
-    for index, (row, entity) in enumerate(zip(players, entities)):
+    for index, (row, entity) in enumerate(zip(players, row_entities(replay))):
         for field, attribute in CLEANED_PLAYER_FIELDS.items():
             raw = getattr(entity, attribute, None)
             if row[field] is None and raw is not None:  # type: ignore[literal-required]

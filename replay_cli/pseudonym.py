@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import re
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,14 +181,21 @@ def pseudonymise_result(result: Mapping[str, Any], pseudonymizer: Pseudonymizer,
         "toon_handle": pseudonymizer.handle(player.get("toon_handle")),
         "toon_id": pseudonymizer.toon_id(player.get("region_id"), player.get("subregion"), player.get("toon_id")),
     } for player in result.get("players", [])]
-    messages = [] if chat == "drop" else result.get("chat", [])
-    out["chat"] = [{**message, "sender_name": pseudonymizer.text(NAME, message.get("sender_name")),
-                    "text": message.get("text") if chat == "keep" else REDACTED} for message in messages]
+    out["chat"] = chat_under(result.get("chat", []), chat, lambda name: pseudonymizer.text(NAME, name))
     if result.get("error"):
         out["error"] = {**result["error"], "message": REDACTED}
     if result.get("quality"):
         out["quality"] = {**result["quality"], "raw_values": _redacted_identities(result["quality"]["raw_values"])}
     return out
+
+
+def chat_under(messages: Sequence[Mapping[str, Any]], chat: str,
+               sender: Callable[[Any], Any] = lambda name: name) -> list[dict[str, Any]]:
+    """Chat rows under a --chat policy (keep, redact or drop), each sender name passed through `sender`."""
+    if chat == "drop":
+        return []
+    return [{**message, "sender_name": sender(message.get("sender_name")),
+             "text": message.get("text") if chat == "keep" else REDACTED} for message in messages]
 
 
 # Fields whose source value, kept as evidence in quality.raw_values, would be an identity or a chat line.

@@ -90,7 +90,7 @@ def completeness_reasons(replay: Any, rows: dict[str, Any], depth: str, metadata
         metadata_state == METADATA_MISSING and (replay.base_build or 0) >= METADATA_FIRST_BASE_BUILD
     ):
         reasons.append(REASON_BY_METADATA_STATE[metadata_state])
-    if not isinstance(replay.speed, str) or not replay.speed:
+    if rows["replay"]["game_speed"] is None:  # extract.py keeps only a speed the lobby named
         reasons.append(REASON_NO_GAME_SPEED)
     return reasons
 
