@@ -344,15 +344,13 @@ def classify_worker_failure(exc: BaseException, source: str | None, depth: str,
 
 
 def _init_worker(max_memory: int | None, parent_pid: int) -> None:
-    """Cap memory, ignore Ctrl-C, silence sc2reader and die with the parent."""
+    """Cap memory, ignore Ctrl-C and die with the parent (parse.py routes sc2reader's log records)."""
     # Workers never talk to the user: their failures come back as data. pebble logs an
     # initializer error on the root logger, which without a handler prints a traceback to
     # the terminal; the parent reports the broken pool in one line instead.
     logging.getLogger().addHandler(logging.NullHandler())
     cap_address_space(max_memory)
     ignore_stop_signals()  # the parent handles Ctrl-C and stops the pool
-    logging.getLogger("sc2reader").setLevel(logging.CRITICAL)
-    logging.getLogger("sc2reader").propagate = False
     # A worker looping in a parse would outlive a CLI killed with SIGKILL without this thread.
     start_parent_watchdog(parent_pid)
     from pebble.pool import process as pebble_process  # only workers need pebble's worker loop
