@@ -21,14 +21,21 @@ def descendants(root: int | None = None) -> set[int]:
     found: set[int] = set()
     todo = [root or os.getpid()]
     while todo:
-        for tasks in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
-            try:
-                children = [int(pid) for pid in tasks.read_text().split()]
-            except OSError:
-                continue
-            todo += children
-            found.update(children)
+        for children in _children(todo.pop()):
+            todo.append(children)
+            found.add(children)
     return {pid for pid in found if alive(pid)}
+
+
+def _children(pid: int) -> list[int]:
+    """pid's children, or none once it has exited (a process can vanish between two reads)."""
+    children: list[int] = []
+    try:
+        for tasks in Path(f"/proc/{pid}/task").glob("*/children"):
+            children += [int(child) for child in tasks.read_text().split()]
+    except OSError:
+        return children
+    return children
 
 
 def multiprocessing_helpers() -> set[int]:
