@@ -13,7 +13,10 @@ can fall back to sc2reader.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Collection
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from replay_cli.extract import COSMETIC_UPGRADE_PREFIXES, UNKNOWN_UNIT_NAME
@@ -86,8 +89,6 @@ _DATAPACK_RULES: tuple[tuple[str, int | None, int | None, str], ...] = (
 # The field tags each event's sc2reader constructor reads, by event id.
 _FIELD_TAGS = tuple(frozenset(range(count)) for count in (2, 7, 5, 4, 3, 3, 7, 2, 2, 4))
 _DIED_WITH_KILLER_TAGS = frozenset(range(7))
-
-Event = tuple[int, int, dict[int, Any]]  # (game loop, event id, fields by tag)
 
 
 class TrackerError(ValueError):
@@ -238,40 +239,183 @@ def _fixed(data: bytes, pos: int, kind: int) -> tuple[Any, int]:
     return (int.from_bytes(raw, "big") if kind == _U64 else raw), pos + width
 
 
-def decode_events(data: bytes) -> list[Event]:
-    """Decode the whole member into (game loop, event id, fields) in stream order.
+def _generic_event(data: bytes, pos: int, build: int) -> tuple[int, int, list[Any], int]:
+    """Decode the event at pos with the generic decoder and check it as sc2reader's constructor would.
+
+    Return (loop delta, event id, the values the records read, next position); raise TrackerError
+    when the event is truncated or malformed.
+    """
+    try:
+        if data[pos] != _CHOICE or data[pos + 1] not in _DELTA_TAGS or data[pos + 2] != _VINT:
+            raise TrackerError(f"no event header at byte {pos}")
+        delta, pos = _vint(data, pos + 3)
+        if data[pos] != _VINT:
+            raise TrackerError(f"no event id at byte {pos}")
+        if data[pos + 1] >= 0x80 or data[pos + 1] & 1:
+            raise TrackerError(f"unknown tracker event id at byte {pos + 1}")  # ids are 0-9: one byte
+        event_id = data[pos + 1] >> 1
+        pos += 2
+        if data[pos] != _STRUCT:
+            raise TrackerError(f"event at byte {pos} is not a struct")
+        fields, pos = _struct(data, pos + 1, 1)
+    except IndexError as exc:
+        raise TrackerError(f"tracker events truncated at byte {min(pos, len(data))} of {len(data)}") from exc
+    if event_id >= len(_FIELD_TAGS):
+        raise TrackerError(f"unknown tracker event id {event_id}")
+    tags = _DIED_WITH_KILLER_TAGS if event_id == _UNIT_DIED and build >= KILLER_UNIT_FIRST_BUILD \
+        else _FIELD_TAGS[event_id]
+    if not fields.keys() >= tags:
+        raise TrackerError(f"tracker event {event_id} lacks fields {sorted(tags - fields.keys())}")
+    return delta, event_id, _read_values(event_id, fields, build), pos
+
+
+def _read_values(event_id: int, fields: dict[int, Any], build: int) -> list[Any]:
+    """Return the values the records read from a decoded event, in _FAST_SHAPES' capture order."""
+    if event_id == _PLAYER_STATS:
+        stats = fields[1]
+        if not stats.keys() >= (_STATS_TAGS_WITH_FRIENDLY_FIRE if build >= FRIENDLY_FIRE_FIRST_BUILD
+                                else _STATS_TAGS):
+            raise TrackerError("stats event lacks score fields")
+        sum(stats.values())  # sc2reader does arithmetic on every score field: all must be integers
+        return [fields[0], *(stats[tag] for tag in _STATS_READ)]
+    if event_id == _UNIT_POSITIONS:
+        _check_positions(fields)
+    return [fields[tag] for tag in _VALUE_TAGS[event_id]]
+
+
+# -- the fast path ----------------------------------------------------------------------------
+# Nearly every event comes in one of a few byte layouts: every field present, tags in order, the
+# values plain varints, short blobs or optionals. One regular expression matches a whole event
+# of those layouts and captures the values the records read, so the decoding runs in the re
+# engine instead of a Python loop per field. Any other layout does not match and goes through
+# _generic_event, so both give the same values for every stream.
+
+_VINT_RE = rb"[\x80-\xff]{0,9}[\x00-\x7f]"  # ten bytes at most, as _vint allows
+_VALUE_RES = {
+    "i": rb"\x09" + _VINT_RE,
+    "o": rb"(?:\x09" + _VINT_RE + rb"|\x04\x00|\x04\x01\x09" + _VINT_RE + rb")",
+    # A blob's length is a one-byte varint here (up to 63 bytes): one alternative per length.
+    "b": rb"\x02(?:" + b"|".join(re.escape(bytes([2 * n])) + b".{%d}" % n for n in range(64)) + rb")",
+}
+_VALUE_RES["q"] = rb"(?:\x04\x00|\x04\x01" + _VALUE_RES["b"] + rb")"
+
+# The tags each event's records read (the stats event reads its player and _STATS_READ).
+_STATS_READ = (0, 1, 2, 3, 4, *range(17, 33))
+_VALUE_TAGS = ((), (0, 1, 2, 3, 4), (0, 1, 2), (0, 1, 3), (0, 1, 2), (0, 1), (0, 1, 2, 3, 4), (0, 1), (), ())
+
+# (event id, field layout) per fast shape: one letter per tag in order: i int, o optional int,
+# b blob, q optional blob; upper case for the values _VALUE_TAGS names, captured in that order.
+_FAST_SHAPES = (
+    (_UNIT_BORN, "IIBIIiiooq"),
+    (_UNIT_BORN, "IIBIIii"),
+    (_UNIT_DIED, "IIOiioo"),
+    (_UNIT_DIED, "IIOii"),  # builds before KILLER_UNIT_FIRST_BUILD only
+    (_OWNER_CHANGE, "IIiI"),
+    (_TYPE_CHANGE, "IIB"),
+    (_UPGRADE, "IBi"),
+    (_UNIT_INIT, "IIBIIii"),
+    (_UNIT_DONE, "II"),
+)
+
+
+def _struct_re(layout: str) -> tuple[bytes, int]:
+    """Return the pattern of a struct with these fields, and how many values it captures."""
+    parts = [rb"\x05", re.escape(bytes([2 * len(layout)]))]
+    for tag, letter in enumerate(layout):
+        value = _VALUE_RES[letter.lower()]
+        parts += [re.escape(bytes([2 * tag])), b"(" + value + b")" if letter.isupper() else value]
+    return b"".join(parts), sum(letter.isupper() for letter in layout)
+
+
+def _stats_layout(count: int) -> str:
+    return "".join("I" if tag in _STATS_READ else "i" for tag in range(count))
+
+
+@functools.cache
+def _fast_pattern(friendly_fire: bool, killer_unit: bool) -> tuple[re.Pattern[bytes], dict[int, tuple[int, int, int]]]:
+    """Compile the event pattern for a build; return it and, by the group number of each
+    shape's end marker, (event id, first value, end of values) as indexes into match.groups()."""
+    shapes = [(event_id, _struct_re(layout)) for event_id, layout in _FAST_SHAPES
+              if not (killer_unit and event_id == _UNIT_DIED and len(layout) == 5)]
+    for count in (39,) if friendly_fire else (39, 33):
+        body, captured = _struct_re(_stats_layout(count))
+        shapes.append((_PLAYER_STATS, (rb"\x05\x04\x00(\x09" + _VINT_RE + rb")\x02" + body, captured + 1)))
+    branches, ends, group = [], {}, 1  # group 1 is the loop delta
+    for event_id, (body, captured) in shapes:
+        branches.append(re.escape(bytes([2 * event_id])) + body + b"()")
+        ends[group + captured + 1] = (event_id, group, group + captured)
+        group += captured + 1
+    header = rb"\x03[\x00\x02\x04\x06](\x09" + _VINT_RE + rb")\x09"
+    return re.compile(header + b"(?:" + b"|".join(branches) + b")", re.DOTALL), ends
+
+
+class _DecodedValues(dict[bytes, Any]):
+    """Decoded values by their bytes: most values repeat (pids, small counts, unit names), so a
+    lookup replaces the decoding. Bounded, so hostile streams cannot grow it without limit."""
+
+    def __missing__(self, raw: bytes) -> Any:
+        value = _value(raw, 0, 0)[0]
+        if len(self) < _DECODED_VALUES_LIMIT:
+            self[raw] = value
+        return value
+
+
+_DECODED_VALUES_LIMIT = 1 << 15
+_DECODED = _DecodedValues()
+
+
+class EventStream:
+    """One pass over the member: the stats rows and upgrades in stream order, the unit events
+    for _unit_records, and what the GameHeart check reads."""
+
+    __slots__ = ("count", "ordered", "player_stats", "trail", "unit_events", "upgrades")
+
+    def __init__(self, keep_trail: bool) -> None:
+        self.player_stats: list[PlayerStatsRow] = []
+        self.upgrades: list[dict[str, Any]] = []
+        self.unit_events: list[tuple[int, int, list[Any]]] = []  # (game loop, event id, values)
+        self.trail: list[tuple[int, int, list[Any]]] | None = [] if keep_trail else None  # every event
+        self.count = 0
+        self.ordered = True  # the unit events' loops never go back
+
+
+def read_events(data: bytes, build: int, per_second: float, keep_trail: bool = False) -> EventStream:
+    """Decode the member and check every event as sc2reader's constructors would, in one pass.
 
     Raises TrackerError when the member is truncated or malformed.
     """
-    events: list[Event] = []
-    end = len(data)
-    pos = 0
-    loop = 0
-    try:
-        while pos < end:
-            if data[pos] != _CHOICE or data[pos + 1] not in _DELTA_TAGS or data[pos + 2] != _VINT:
-                raise TrackerError(f"no event header at byte {pos}")
-            if data[pos + 3] < 0x80:  # most events come within 63 loops of the previous one
-                delta = _ONE_BYTE_VINTS[data[pos + 3]]
-                pos += 4
-            else:
-                delta, pos = _vint(data, pos + 3)
-            if data[pos] != _VINT:
-                raise TrackerError(f"no event id at byte {pos}")
-            if data[pos + 1] >= 0x80 or data[pos + 1] & 1:
-                raise TrackerError(f"unknown tracker event id at byte {pos + 1}")  # ids are 0-9: one byte
-            event_id = data[pos + 1] >> 1
-            pos += 2
-            if data[pos] != _STRUCT:
-                raise TrackerError(f"event at byte {pos} is not a struct")
-            fields, pos = _struct(data, pos + 1, 1)
-            if event_id >= len(_FIELD_TAGS):
-                raise TrackerError(f"unknown tracker event id {event_id}")
-            loop += delta
-            events.append((loop % _LOOP_WRAP, event_id, fields))
-    except IndexError as exc:
-        raise TrackerError(f"tracker events truncated at byte {min(pos, end)} of {end}") from exc
-    return events
+    pattern, ends = _fast_pattern(build >= FRIENDLY_FIRE_FIRST_BUILD, build >= KILLER_UNIT_FIRST_BUILD)
+    match, decoded = pattern.match, _DECODED.__getitem__
+    stream = EventStream(keep_trail)
+    unit_events, trail = stream.unit_events, stream.trail
+    pos, end, loop, last = 0, len(data), 0, 0
+    while pos < end:
+        found = match(data, pos)
+        if found is None:
+            delta, event_id, values, pos = _generic_event(data, pos, build)
+        else:
+            pos = found.end()
+            groups = found.groups()
+            event_id, first, stop = ends[found.lastindex]
+            delta = decoded(groups[0])
+            values = [*map(decoded, groups[first:stop])]
+        loop += delta
+        at = loop % _LOOP_WRAP
+        if event_id == _PLAYER_STATS:
+            stream.player_stats.append(_stats_row(at, values, per_second))
+        elif event_id == _UPGRADE:
+            name = values[1].decode("utf8")
+            if not name.startswith(COSMETIC_UPGRADE_PREFIXES):
+                stream.upgrades.append({"pid": values[0], "name": name, "loop": at})
+        elif event_id < _UNIT_POSITIONS:
+            if at < last:
+                stream.ordered = False
+            last = at
+            unit_events.append((at, event_id, values))
+        if trail is not None:
+            trail.append((at, event_id, values))
+        stream.count += 1
+    return stream
 
 
 def datapack_mask(expansion: str, build: int) -> int:
@@ -282,43 +426,41 @@ def datapack_mask(expansion: str, build: int) -> int:
     return 0
 
 
-def _rewritten_by_gameheart(events: list[Event], expansion: str) -> bool:
+def _rewritten_by_gameheart(events: list[tuple[int, int, list[Any]]]) -> bool:
     """Tell whether sc2reader's GameHeartNormalizer would rewrite this replay's players and loops."""
-    if expansion == _GAMEHEART_SKIPPED or not events:
+    if not events:
         return False
     start = -1
-    for loop, event_id, fields in events:
+    for loop, event_id, values in events:
         if start != -1 and loop > start + _GAMEHEART_FUZZ_LOOPS:
             break
-        if event_id == _UNIT_BORN and fields[3] and fields[2].decode("utf8") in _GAMEHEART_TOWN_HALLS:
+        if event_id == _UNIT_BORN and values[3] and values[2].decode("utf8") in _GAMEHEART_TOWN_HALLS:
             if loop == 0:
                 return False  # town halls born on the first loop: an ordinary game
             start = loop
     return True
 
 
-def _stats_row(loop: int, fields: dict[int, Any], build: int, per_second: float) -> PlayerStatsRow:
-    """Build one player_stats row from a PlayerStatsEvent, clamped at zero as sc2reader does."""
-    stats = fields[1]
-    if not stats.keys() >= (_STATS_TAGS_WITH_FRIENDLY_FIRE if build >= FRIENDLY_FIRE_FIRST_BUILD else _STATS_TAGS):
-        raise TrackerError(f"stats event at loop {loop} lacks score fields")
-    sum(stats.values())  # sc2reader does arithmetic on every score field: all must be integers
+def _stats_row(loop: int, values: list[Any], per_second: float) -> PlayerStatsRow:
+    """Build one player_stats row from a PlayerStatsEvent's player and _STATS_READ scores,
+    clamped at zero as sc2reader does."""
+    score = [value if value > 0 else 0 for value in values]  # score[i]: _STATS_READ[i - 1]
     return {
-        "pid": fields[0],
+        "pid": values[0],
         "game_loop": loop,
         "real_s": round(loop / per_second, 3),
-        "minerals": max(0, stats[0]),
-        "vespene": max(0, stats[1]),
-        "minerals_rate": max(0, stats[2]),
-        "vespene_rate": max(0, stats[3]),
-        "workers": max(0, stats[4]),
-        "supply_used": max(0, stats[29]) / FOOD_FIXED_POINT,
-        "supply_made": max(0, stats[30]) / FOOD_FIXED_POINT,
-        "army_value": max(0, stats[31]) + max(0, stats[32]),
-        "minerals_lost": max(0, stats[17]) + max(0, stats[18]) + max(0, stats[19]),
-        "vespene_lost": max(0, stats[20]) + max(0, stats[21]) + max(0, stats[22]),
-        "minerals_killed": max(0, stats[23]) + max(0, stats[24]) + max(0, stats[25]),
-        "vespene_killed": max(0, stats[26]) + max(0, stats[27]) + max(0, stats[28]),
+        "minerals": score[1],
+        "vespene": score[2],
+        "minerals_rate": score[3],
+        "vespene_rate": score[4],
+        "workers": score[5],
+        "supply_used": score[18] / FOOD_FIXED_POINT,
+        "supply_made": score[19] / FOOD_FIXED_POINT,
+        "army_value": score[20] + score[21],
+        "minerals_lost": score[6] + score[7] + score[8],
+        "vespene_lost": score[9] + score[10] + score[11],
+        "minerals_killed": score[12] + score[13] + score[14],
+        "vespene_killed": score[15] + score[16] + score[17],
     }
 
 
@@ -330,32 +472,21 @@ def _check_positions(fields: dict[int, Any]) -> None:
     sum(items[::3], fields[0])  # sc2reader accumulates the unit indexes: all must be integers
 
 
-def _scan(
-    events: list[Event], build: int, per_second: float
-) -> tuple[list[PlayerStatsRow], list[dict[str, Any]], bool]:
-    """Check every event as sc2reader's constructors would; return stats rows, upgrades, and
-    whether the loops never go back (the engine's sort then changes nothing)."""
-    tags_by_id = list(_FIELD_TAGS)
-    if build >= KILLER_UNIT_FIRST_BUILD:
-        tags_by_id[_UNIT_DIED] = _DIED_WITH_KILLER_TAGS
-    player_stats: list[PlayerStatsRow] = []
-    upgrades: list[dict[str, Any]] = []
-    ordered, last_loop = True, 0
-    for loop, event_id, fields in events:
-        if not fields.keys() >= tags_by_id[event_id]:
-            raise TrackerError(f"tracker event {event_id} lacks fields {sorted(tags_by_id[event_id] - fields.keys())}")
-        if loop < last_loop:
-            ordered = False
-        last_loop = loop
-        if event_id == _PLAYER_STATS:
-            player_stats.append(_stats_row(loop, fields, build, per_second))
-        elif event_id == _UPGRADE:
-            name = fields[1].decode("utf8")
-            if not name.startswith(COSMETIC_UPGRADE_PREFIXES):
-                upgrades.append({"pid": fields[0], "name": name, "loop": loop})
-        elif event_id == _UNIT_POSITIONS:
-            _check_positions(fields)
-    return player_stats, upgrades, ordered
+# Unit type names as tracker events carry them (UTF-8) -> (KNOWN mask, display name).
+_TYPES_BY_RAW_NAME = {name.encode("utf8"): (mask, TITLES.get(name, name)) for name, mask in KNOWN.items()}
+_UNKNOWN_TYPE = (0, None)
+
+
+def _unit_type(raw_name: bytes) -> tuple[int, str | None]:
+    """Return (KNOWN mask, display name) for a type name; a name no datapack knows has mask 0.
+
+    The name is decoded even then, as sc2reader decodes every one: invalid UTF-8 is refused.
+    """
+    known = _TYPES_BY_RAW_NAME.get(raw_name)
+    if known is None:
+        raw_name.decode("utf8")
+        return _UNKNOWN_TYPE
+    return known
 
 
 class _Unit:
@@ -373,12 +504,11 @@ class _Unit:
         self.died: int | None = None
         self.killer: int | None = None
 
-    def set_type(self, type_name: bytes, loop: int, known: int) -> None:
+    def set_type(self, unit_type: tuple[int, str | None], loop: int, known: int) -> None:
         """Change type as sc2reader's datapack does: names it does not know leave the type as it was."""
-        name = type_name.decode("utf8")
-        if not KNOWN.get(name, 0) & known:
+        mask, title = unit_type
+        if not mask & known:
             return
-        title = TITLES.get(name, name)
         # The history is keyed by loop: a second type on the first loop replaces the first entry.
         if self.first_loop is None or self.first_loop == loop:
             self.first_loop, self.first_name = loop, title
@@ -410,39 +540,44 @@ def _owner(upkeep_pid: int, player_pids: Collection[int], observer_pids: Collect
 
 
 def _unit_records(
-    events: list[Event], known: int, player_pids: Collection[int], observer_pids: Collection[int]
+    unit_events: list[tuple[int, int, list[Any]]], known: int, player_pids: Collection[int],
+    observer_pids: Collection[int],
 ) -> list[dict[str, Any]]:
-    """Follow the unit events as sc2reader's ContextLoader does; return the owned units in birth order."""
+    """Follow the unit events as sc2reader's ContextLoader does; return the owned units in birth order.
+
+    The values are those _VALUE_TAGS names: index and recycle first, then the type name and
+    upkeep pid (born, init), the killer's pid (died), the upkeep pid (owner change) or the type.
+    """
     units: dict[int, _Unit] = {}
     if not known:
         observer_pids = ()  # without a datapack sc2reader stops before it assigns owners
-    for loop, event_id, fields in events:
-        if event_id == _PLAYER_STATS or event_id >= _UNIT_POSITIONS or event_id == _UPGRADE:
-            continue
-        unit_id = fields[0] << _UNIT_INDEX_SHIFT | fields[1]
+    for loop, event_id, values in unit_events:
+        unit_id = values[0] << _UNIT_INDEX_SHIFT | values[1]
         unit = units.get(unit_id)
         if event_id == _UNIT_BORN or event_id == _UNIT_INIT:
+            unit_type = _unit_type(values[2])
             if unit is None:
                 unit = units[unit_id] = _Unit()
-                unit.set_type(fields[2], loop, known)
+                unit.set_type(unit_type, loop, known)
             unit.started = loop
             if event_id == _UNIT_BORN:
                 unit.finished = loop
-            owner = _owner(fields[4], player_pids, observer_pids)
+            owner = _owner(values[4], player_pids, observer_pids)
             unit.owner = unit.owner if owner is None else owner
         elif event_id == _UNIT_DONE:
             if unit is not None:
                 unit.finished = loop
         elif event_id == _UNIT_DIED:
-            killer = fields[2] if fields[2] in player_pids else None
+            killer = values[2] if values[2] in player_pids else None
             if unit is not None:
                 unit.died = loop
                 unit.killer = unit.killer if killer is None else killer
         elif event_id == _TYPE_CHANGE:
+            unit_type = _unit_type(values[2])
             if unit is not None:
-                unit.set_type(fields[2], loop, known)
+                unit.set_type(unit_type, loop, known)
         elif unit is not None:  # owner change
-            owner = _owner(fields[3], player_pids, observer_pids)
+            owner = _owner(values[2], player_pids, observer_pids)
             unit.owner = unit.owner if owner is None else owner
     return [unit.record() for unit in units.values() if unit.owner is not None]
 
@@ -464,15 +599,13 @@ def stats_records(
     replay only sc2reader's own path handles; both mean "use the sc2reader path".
     """
     try:
-        events = decode_events(data)
-        player_stats, upgrades, ordered = _scan(events, build, per_second)
-        if _rewritten_by_gameheart(events, expansion):
+        stream = read_events(data, build, per_second, keep_trail=expansion != _GAMEHEART_SKIPPED)
+        if stream.trail is not None and _rewritten_by_gameheart(stream.trail):
             raise TrackerUnsupported("GameHeart replay: sc2reader rewrites its players and game loops")
         # sc2reader's engine visits events sorted by loop; a stable sort keeps stream order within one.
-        if not ordered:
-            events = sorted(events, key=lambda event: event[0])
+        unit_events = stream.unit_events if stream.ordered else sorted(stream.unit_events, key=itemgetter(0))
         known = datapack_mask(expansion, build)
-        units = _unit_records(events, known, player_pids, observer_pids)
+        units = _unit_records(unit_events, known, player_pids, observer_pids)
     except (KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
         raise TrackerError(f"malformed tracker event: {type(exc).__name__}: {exc}") from exc
-    return StatsRecords(player_stats, units if known else [], upgrades, len(events))
+    return StatsRecords(stream.player_stats, units if known else [], stream.upgrades, stream.count)
