@@ -3,7 +3,8 @@
 DaskExecutor is a backend.Executor: files travel in batches (one Dask task per batch, because each
 task has a fixed scheduling cost), a failed batch is split into single files, and a file that
 kills its worker is confirmed alone. Dask re-runs the tasks of a lost worker itself, and has no
-per-task timeout, so a soft deadline runs inside each task. Dask is an optional extra and is
+per-task timeout, so a soft deadline runs inside each task. local_cluster starts a LocalCluster
+with the periodic work a replay batch has no use for turned down. Dask is an optional extra and is
 imported only inside functions, so importing this module (and `replaycli --help`) stays fast.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import copy
 import ctypes
 import functools
 import logging
@@ -30,7 +32,7 @@ from replay_cli.readfile import read_replay_file
 from replay_cli.result import Result
 
 if TYPE_CHECKING:
-    from distributed import Client
+    from distributed import Client, LocalCluster
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,13 @@ Item = tuple[str, "bytes | None"]  # (path, its bytes), bytes None when workers 
 BatchTask = Callable[[list[Item], str, int, float], list[Result]]
 
 INSTALL_HINT = 'pip install "replaycli[cluster]"'
-# Each Dask task costs several times the scheduling work of one parsed file: batches amortise it.
-DEFAULT_BATCH_SIZE = 16
+# One Dask task costs about 6 ms of CPU across client, scheduler and worker, most of a parse at
+# depth summary: 64 files per task bring that under 0.1 ms per file, and a run of 128 files still
+# gives two workers a batch each.
+DEFAULT_BATCH_SIZE = 64
+# A batch also closes at this many bytes of replay data, so the batches in flight hold a bounded
+# amount of memory on both sides whatever the batch size (replays are under 3 MB, most under 0.2 MB).
+BATCH_MAX_BYTES = 32 * 1024 * 1024
 IN_FLIGHT_PER_THREAD = 2  # batches in flight per worker thread: one running, one queued behind it
 MIN_WINDOW = 2
 # A `dask worker` takes a few seconds to register: wait this long for the first one.
@@ -47,6 +54,16 @@ WORKER_WAIT_S = 30
 CONNECT_TIMEOUT_S = 10  # Client() otherwise waits distributed.comm.timeouts.connect (30 s)
 REFIRE_S = 1.0  # re-raise the deadline if the parse swallowed it (a bare `except:` in sc2reader)
 QUIET_LOGGERS = ("distributed", "tornado", "bokeh")
+# Periodic callbacks that every scheduler, nanny and worker runs, busy or idle, at intervals meant
+# for interactive arrays and dataframes; a 2-worker LocalCluster spent about 0.1 CPU-second per
+# second on them, as much per file as the tasks themselves. Set only for clusters local_cluster
+# starts: a cluster reached by address keeps its own configuration.
+LOCAL_CLUSTER_CONFIG: dict[str, object] = {
+    "distributed.worker.profile.enabled": False,  # samples each task thread's stack every 10 ms
+    "distributed.admin.tick.interval": "1s",  # event-loop health check, every 20 ms otherwise
+    "distributed.admin.system-monitor.interval": "5s",  # psutil host samples, every 500 ms otherwise
+    "distributed.worker.memory.monitor-interval": "1s",  # memory thresholds, every 100 ms otherwise
+}
 
 
 class ParseDeadline(BaseException):
@@ -95,6 +112,24 @@ def quiet_dask() -> None:
     # Bytes travel inside the task, so every batch would warn "Sending large graph".
     dask.config.set({"distributed.admin.large-graph-warning-threshold": "1 PiB"})
     warnings.filterwarnings("ignore", module=r"(distributed|dask|tornado)(\..*)?$")
+
+
+def local_cluster(workers: int) -> LocalCluster:
+    """Start a LocalCluster of `workers` single-threaded worker processes for replay batches.
+
+    Each worker has a nanny, which replaces it when a poison file kills it; no dashboard.
+    """
+    import dask
+    from distributed import LocalCluster
+
+    quiet_dask()
+    # The scheduler and nannies read these as they start; nothing outside this cluster sees them.
+    with dask.config.set(LOCAL_CLUSTER_CONFIG):
+        # A nanny hands its configuration to every worker it starts, replacements for killed ones
+        # too; its default is a shallow copy of the global one, which this block restores on exit.
+        worker_config = copy.deepcopy(dask.config.config)
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                            dashboard_address=None, silence_logs=logging.ERROR, config=worker_config)
 
 
 def replaycli_version() -> str:
@@ -221,17 +256,19 @@ class DaskExecutor(Executor):
     """Parse batches of files on a Dask cluster; a failed batch is split, a poison file isolated."""
 
     def __init__(self, client: Client, *, depth: str, timeout: float | None, max_bytes: int, batch_size: int,
-                 shared_fs: bool, window: int | None, task: BatchTask) -> None:
+                 shared_fs: bool, window: int | None, task: BatchTask, batch_max_bytes: int = BATCH_MAX_BYTES) -> None:
         self.client, self.depth, self.max_bytes, self.task = client, depth, max_bytes, task
         self.deadline_s, self.batch_size, self.shared_fs = float(timeout or 0), max(1, batch_size), shared_fs
+        self.batch_max_bytes = batch_max_bytes
         # Real cf.Futures, whose cancel() reaches the scheduler.
         self.executor = client.get_executor(pure=False)  # type: ignore[no-untyped-call]
         threads = sum(client.nthreads().values())  # type: ignore[no-untyped-call]
         self.window = window or max(MIN_WINDOW, IN_FLIGHT_PER_THREAD * threads)
 
     def jobs(self, paths: Iterator[str | ReplayBytes]) -> Iterator[Job | Result]:
-        """Batch the items; read each path here unless the workers share the filesystem."""
+        """Batch the items by count and by bytes; read each path here unless the workers share the filesystem."""
         batch: list[Item] = []
+        batch_bytes = 0
         for item in paths:
             data: bytes | Result | None
             if isinstance(item, ReplayBytes):  # a pack member, read already: no worker could open it alone
@@ -243,9 +280,10 @@ class DaskExecutor(Executor):
                 yield data
                 continue
             batch.append((path, data))
-            if len(batch) == self.batch_size:
+            batch_bytes += len(data) if data is not None else 0
+            if len(batch) == self.batch_size or batch_bytes >= self.batch_max_bytes:
                 yield _batch_job(batch)
-                batch = []
+                batch, batch_bytes = [], 0
         if batch:
             yield _batch_job(batch)
 
@@ -288,7 +326,7 @@ def _batch_job(items: list[Item]) -> Job:
 
 def cluster_backend(client: Client, *, depth: str, timeout: float | None, max_bytes: int = DEFAULT_MAX_BYTES,
                     batch_size: int = DEFAULT_BATCH_SIZE, shared_fs: bool = False, window: int | None = None,
-                    task: BatchTask = parse_batch) -> ParseBackend:
+                    task: BatchTask = parse_batch, batch_max_bytes: int = BATCH_MAX_BYTES) -> ParseBackend:
     """Return a ParseBackend that parses batches of files on the cluster behind client.
 
     `task` exists for fault-injection tests; production always runs parse_batch.
@@ -296,7 +334,7 @@ def cluster_backend(client: Client, *, depth: str, timeout: float | None, max_by
 
     def run(paths: Iterator[str | ReplayBytes], should_stop: StopCheck) -> Iterator[Result | None]:
         executor = DaskExecutor(client, depth=depth, timeout=timeout, max_bytes=max_bytes, batch_size=batch_size,
-                                shared_fs=shared_fs, window=window, task=task)
+                                shared_fs=shared_fs, window=window, task=task, batch_max_bytes=batch_max_bytes)
         return run_jobs(executor, paths, should_stop)
 
     return run

@@ -18,16 +18,18 @@ import pytest
 pytest.importorskip("distributed")
 
 import dask
-from distributed import Client, LocalCluster
+from distributed import Client
 from test_ingest import dump
 
 import replay_cli
-from replay_cli import cluster
 from replay_cli.cluster import (
+    LOCAL_CLUSTER_CONFIG,
+    DaskExecutor,
     ParseDeadline,
     check_versions,
     cluster_backend,
     connect,
+    local_cluster,
     parse_batch,
     parse_with_deadline,
 )
@@ -85,13 +87,11 @@ def spin_batch(items: list[tuple[str, bytes | None]], depth: str, max_bytes: int
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    """A real 2-process LocalCluster; a task fails as KilledWorker after killing 2 workers."""
+    """A real 2-process LocalCluster from local_cluster; a task fails as KilledWorker after killing 2 workers."""
     # Set before the scheduler exists: it reads allowed-failures once (default 3 = 4 deaths, §4).
     with (dask.config.set({"distributed.scheduler.allowed-failures": 1}),
-          LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                       dashboard_address=":0") as local,
+          local_cluster(2) as local,
           Client(local) as dask_client):
-        cluster.quiet_dask()
         yield dask_client
 
 
@@ -164,6 +164,54 @@ def test_a_worker_killed_mid_run_loses_nothing(client: Client, good_paths: list[
     assert {p: r["status"] for p, r in results.items()} == dict.fromkeys(good_paths, "ok")
     client.wait_for_workers(2, timeout=30)
     assert pids[0] not in client.run(os.getpid).values()  # it really died and was replaced
+
+
+def _worker_tick_ms(dask_worker) -> float:
+    return dask_worker.periodic_callbacks["tick"].callback_time
+
+
+def _scheduler_tick_ms(dask_scheduler) -> float:
+    return dask_scheduler.periodic_callbacks["tick"].callback_time
+
+
+def _profiles(dask_worker) -> bool:
+    return "profile" in dask_worker.periodic_callbacks
+
+
+def test_local_cluster_settings_reach_its_processes_only(client: Client):
+    # The nanny hands its settings to the worker it starts in place of a killed one too.
+    pid = next(iter(client.run(os.getpid).values()))
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        # on_error="return": the killed worker answers with an error until the scheduler drops it.
+        pids = {pid for pid in client.run(os.getpid, on_error="return").values() if isinstance(pid, int)}
+        if len(pids) == 2 and pid not in pids:
+            break
+        time.sleep(0.2)
+    assert len(pids) == 2 and pid not in pids, "the killed worker was never replaced"
+    tick_ms = 1000 * dask.utils.parse_timedelta(LOCAL_CLUSTER_CONFIG["distributed.admin.tick.interval"])
+    assert set(client.run(_worker_tick_ms).values()) == {tick_ms}
+    assert set(client.run(_profiles).values()) == {False}
+    assert client.run_on_scheduler(_scheduler_tick_ms) == tick_ms
+    assert all(dask.config.get(key) != value for key, value in LOCAL_CLUSTER_CONFIG.items())
+
+
+def test_batches_close_at_the_byte_limit(client: Client, good_paths: list[str]):
+    sizes = dict(zip(good_paths, (os.path.getsize(p) for p in good_paths), strict=True))
+    limit = sum(sizes[p] for p in good_paths[:3])
+    executor = DaskExecutor(client, depth="summary", timeout=30, max_bytes=10**8, batch_size=64, shared_fs=False,
+                            window=None, task=parse_batch, batch_max_bytes=limit)
+    try:
+        batches = [job.sources for job in executor.jobs(iter(good_paths))]
+    finally:
+        executor.close([])
+    assert [p for batch in batches for p in batch] == good_paths
+    assert len(batches[0]) == 3
+    for batch in batches[:-1]:  # each closed by its last file, not before
+        assert sum(sizes[p] for p in batch) >= limit > sum(sizes[p] for p in batch[:-1])
+    backend = cluster_backend(client, depth="summary", timeout=30, batch_size=64, batch_max_bytes=limit)
+    assert {p: r["status"] for p, r in _by_source(_run(backend, good_paths)).items()} == dict.fromkeys(good_paths, "ok")
 
 
 def test_a_poison_file_fails_alone_as_worker_crash(client: Client, good_paths: list[str], tmp_path: Path):
