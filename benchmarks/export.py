@@ -78,12 +78,17 @@ def _manifest_rows(out: Path) -> int:
     return int(json.loads((out / "manifest.json").read_text(encoding="utf-8"))["rows"])
 
 
+COPY_ID_STRIDE = 100_000  # more than the seed database's largest replay id
+
+
 def _copy_sql(conn: sqlite3.Connection, table: str) -> str:
     """INSERT ... SELECT copying one table's seed rows under copy number `n` (new keys, same content)."""
     columns = [row[1] for row in conn.execute(f'PRAGMA seed.table_info("{table}")')]
     renamed = {
         "sha256": "substr(sha256, 1, 56) || printf('%08x', n)",
-        "replay_sha256": "substr(replay_sha256, 1, 56) || printf('%08x', n)",
+        # The seed is a few replays: copy n's ids go above every id of copies before it.
+        "id": f"n * {COPY_ID_STRIDE} + id",
+        "replay_id": f"n * {COPY_ID_STRIDE} + replay_id",
         "match_key": "substr(match_key, 1, 24) || printf('%08x', n)",
         "path": "path || '#' || n",
         "first_path": "first_path || '#' || n",

@@ -49,7 +49,9 @@ _ALL_COLUMN_DICTS = (REPLAY_COLUMNS, REPLAY_EXTRA_COLUMNS, FILE_COLUMNS, RUN_COL
 # SQLite stores booleans as 0/1 integers; the column dicts say which integers are booleans.
 BOOL_COLUMNS = frozenset(name for columns in _ALL_COLUMN_DICTS for name, kind in columns.items() if kind is bool)
 # Columns that link a table to its replay: (column in the table, column of replays it holds).
-LINKS = (("replay_sha256", "sha256"), ("sha256", "sha256"), ("match_key", "match_key"))
+LINKS = (("replay_id", "id"), ("replay_sha256", "sha256"), ("sha256", "sha256"), ("match_key", "match_key"))
+# Links that name one replay, so its partition value applies (a match_key can group several).
+REPLAY_KEYS = ("id", "sha256")
 
 ProgressCallback = Callable[[str, int, int], None]  # table, rows written so far, rows in the table
 
@@ -170,7 +172,7 @@ def plan_table(conn: sqlite3.Connection, table: str, options: ExportOptions) -> 
     info = _table_info(conn, table)
     names = [name for name, *_ in info]
     link = _link(names)
-    partition = options.partition_by if link is not None and link[1] == "sha256" else None
+    partition = options.partition_by if link is not None and link[1] in REPLAY_KEYS else None
     if partition is not None:  # Hive convention: the partition key lives in the path, not in the rows
         info = [column for column in info if column[0] != partition]
     exprs = [column_sql(table, name, names, "t", options.chat_policy, pseudonymise=options.key is not None)
@@ -181,7 +183,7 @@ def plan_table(conn: sqlite3.Connection, table: str, options: ExportOptions) -> 
     selected = ", ".join(f"{expr} AS {quoted(name)}" for expr, (name, *_) in zip(exprs, info))
     if partition is not None and link is not None:
         if table != "replays":
-            source += f" LEFT JOIN replays AS r ON r.sha256 = t.{quoted(link[0])}"
+            source += f" LEFT JOIN replays AS r ON r.{quoted(link[1])} = t.{quoted(link[0])}"
         value = PARTITIONS[partition].format(r="t" if table == "replays" else "r")
         selected = f"{value} AS __partition, {selected}"
     where = ""

@@ -201,6 +201,70 @@ def m007_runs_pool(db: Database) -> None:
         db["runs"].add_column(name, kind)  # type: ignore[union-attr]
 
 
+# m008: child rows point at their replay by this integer key, not by the 64-character sha256.
+REPLAY_ID_COLUMN = "replay_id"
+REPLAY_INDEXES = (("match_key",), ("degraded",))
+PLAYER_INDEXES = (("region_id", "subregion", "toon_id"), ("toon_handle",), ("name",))
+
+
+def _child_key(seq_column: str | None) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """A child table's key columns and primary key under m008: the replay's id, then its own key."""
+    if seq_column is None:
+        return {REPLAY_ID_COLUMN: int}, (REPLAY_ID_COLUMN, "pid", "game_loop")
+    return {REPLAY_ID_COLUMN: int, seq_column: int}, (REPLAY_ID_COLUMN, seq_column)
+
+
+def _create_keyed_child(db: Database, name: str, table: str, parent: str) -> None:
+    """Create child table `table`'s shape as `name`: keyed by the integer replay id, WITHOUT ROWID."""
+    columns, seq_column = CHILD_TABLES[table]
+    keys, pk = _child_key(seq_column)
+    required = (*keys, *(PLAYER_REQUIRED if table == "players" else ()))
+    definitions = [f'"{column}" {_SQL_TYPES[kind]}' + (" NOT NULL" if column in required else "")
+                   for column, kind in {**keys, **columns}.items()]
+    db.execute(f'CREATE TABLE "{name}" ({", ".join(definitions)}, PRIMARY KEY ({", ".join(pk)}), '
+               f'FOREIGN KEY ({REPLAY_ID_COLUMN}) REFERENCES "{parent}"(id)) WITHOUT ROWID')
+
+
+_SQL_TYPES = {str: "TEXT", int: "INTEGER", float: "FLOAT", bool: "INTEGER"}
+
+
+def m008_integer_replay_ids(db: Database) -> None:
+    """Key child rows by an integer replay id instead of repeating the replay's sha256 on each one.
+
+    The sha256 was 64 of the ~130 bytes of a build-order row; with an integer key the child tables
+    are about half the size and each insert compares small keys. `replays` gains `id INTEGER
+    PRIMARY KEY` (its old rowid, so the order is kept) and `sha256` stays its unique identity. The
+    new tables are built beside the old ones, filled, and renamed into place; renaming `replays_new`
+    rewrites the children's foreign keys to `replays`, as SQLite does from 3.26.
+    """
+    conn = db.conn
+    for view in VIEWS:
+        conn.execute(f'DROP VIEW IF EXISTS "{view}"')
+    replay_columns = [c for c in db["replays"].columns_dict if c != "id"]  # type: ignore[union-attr]
+    kinds = {**REPLAY_COLUMNS, **REPLAY_EXTRA_COLUMNS, **REPLAY_QUALITY_COLUMNS}
+    db["replays_new"].create(  # type: ignore[union-attr]
+        {"id": int, **{column: kinds[column] for column in replay_columns}}, pk="id",
+        not_null=["sha256", "depth", "vs_ai", "has_observers", "player_count", "observer_count"])
+    listed = ", ".join(f'"{c}"' for c in replay_columns)
+    conn.execute(f"INSERT INTO replays_new (id, {listed}) SELECT rowid, {listed} FROM replays ORDER BY rowid")
+    for name, (columns, seq_column) in CHILD_TABLES.items():
+        _create_keyed_child(db, f"{name}_new", name, "replays_new")
+        keys, _pk = _child_key(seq_column)
+        rest = ", ".join(f'c."{column}"' for column in [*list(keys)[1:], *columns])
+        conn.execute(f'INSERT INTO "{name}_new" SELECT r.id, {rest} FROM "{name}" c '
+                     f"JOIN replays_new r ON r.sha256 = c.replay_sha256 ORDER BY r.id")
+        conn.execute(f'DROP TABLE "{name}"')
+    conn.execute("DROP TABLE replays")
+    conn.execute("ALTER TABLE replays_new RENAME TO replays")
+    for name in CHILD_TABLES:
+        conn.execute(f'ALTER TABLE "{name}_new" RENAME TO "{name}"')
+    db["replays"].create_index(["sha256"], unique=True)  # type: ignore[union-attr]
+    for columns in REPLAY_INDEXES:
+        db["replays"].create_index(list(columns))  # type: ignore[union-attr]
+    for columns in PLAYER_INDEXES:
+        db["players"].create_index(list(columns))  # type: ignore[union-attr]
+
+
 MIGRATIONS: tuple[Callable[[Database], None], ...] = (
     m001_initial,
     m002_files_error_release,
@@ -209,6 +273,7 @@ MIGRATIONS: tuple[Callable[[Database], None], ...] = (
     m005_files_resources,
     m006_packs_and_filters,
     m007_runs_pool,
+    m008_integer_replay_ids,
 )
 
 VIEWS: dict[str, str] = {
@@ -220,16 +285,16 @@ VIEWS: dict[str, str] = {
   p2.name AS p2_name, p2.toon_handle AS p2_toon_handle, p2.play_race AS p2_race, p2.result AS p2_result,
   coalesce(p2.mmr_meta, p2.mmr_lobby) AS p2_mmr, p2.apm_blizzard AS p2_apm
 FROM replays r
-JOIN players p1 ON p1.replay_sha256 = r.sha256 AND p1.is_observer = 0
-JOIN players p2 ON p2.replay_sha256 = r.sha256 AND p2.is_observer = 0 AND p2.slot > p1.slot
+JOIN players p1 ON p1.replay_id = r.id AND p1.is_observer = 0
+JOIN players p2 ON p2.replay_id = r.id AND p2.is_observer = 0 AND p2.slot > p1.slot
 WHERE r.game_type = '1v1' AND r.player_count = 2""",
     # Every player of every game (observers left out), with the replay fields people filter on.
-    "v_player_games": """SELECT p.replay_sha256, r.played_at, r.map_name, r.game_type, r.category, r.is_ladder,
+    "v_player_games": """SELECT r.sha256 AS replay_sha256, r.played_at, r.map_name, r.game_type, r.category, r.is_ladder,
   r.release, r.base_build, r.region, r.duration_s, r.match_key, p.slot, p.pid, p.team, p.name, p.clan_tag,
   p.toon_handle, p.region_id, p.subregion, p.toon_id, p.is_human, p.pick_race, p.play_race, p.result,
   p.mmr_lobby, p.mmr_meta, p.apm_blizzard, p.apm_computed, p.highest_league, p.workers_8m, p.bases_8m,
   p.army_value_8m, p.spending_quotient
-FROM players p JOIN replays r ON r.sha256 = p.replay_sha256
+FROM players p JOIN replays r ON r.id = p.replay_id
 WHERE p.is_observer = 0""",
     # Every player's copy of one game shares a match_key but not its bytes: group the copies.
     "matches": """SELECT match_key, count(*) AS copies, min(played_at) AS first_played_at,

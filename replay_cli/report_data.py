@@ -42,10 +42,10 @@ _GAMES_SELECT = """
     AND (:since IS NULL OR r.played_at >= :since) AND (:until IS NULL OR r.played_at < :until)"""
 # The person's own rows: every non-observer row whose name or toon handle was asked for.
 _ME_SELECT = """
-  SELECT p.replay_sha256, p.pid, p.slot, p.team, p.name, p.toon_handle, p.play_race, p.result,
+  SELECT g.sha256 AS replay_sha256, p.replay_id, p.pid, p.slot, p.team, p.name, p.toon_handle, p.play_race, p.result,
     coalesce(p.mmr_meta, p.mmr_lobby) AS mmr, p.apm_blizzard, p.workers_6m, p.workers_8m, p.workers_10m,
     g.played_at, g.map_name, g.game_type, g.duration_s
-  FROM players p JOIN games g ON g.sha256 = p.replay_sha256
+  FROM players p JOIN games g ON g.id = p.replay_id
   WHERE p.is_observer = 0 AND (p.name IN (SELECT value FROM json_each(:who))
     OR p.toon_handle IN (SELECT value FROM json_each(:who)))"""
 # Both are computed once per report into temporary tables: every section reads them, and recomputing
@@ -56,7 +56,7 @@ _GAMES = "games AS (SELECT * FROM temp.report_games)"
 _ME = "me AS (SELECT * FROM temp.report_me)"
 # Everyone the person played against: other non-observers on another team of the same game.
 _OPPONENTS = """opponents AS (
-  SELECT m.replay_sha256, m.slot AS my_slot, o.* FROM me m JOIN players o ON o.replay_sha256 = m.replay_sha256
+  SELECT m.replay_sha256, m.slot AS my_slot, o.* FROM me m JOIN players o ON o.replay_id = m.replay_id
   WHERE o.is_observer = 0 AND o.slot <> m.slot AND (o.team IS NOT m.team OR m.team IS NULL))"""
 # `IS`, not `=`: a game with no recorded result is neither a win nor a loss, and a group of such games
 # sums to 0 rather than NULL. Ties and undecided games count as games but not in the win rate.
@@ -121,8 +121,8 @@ SELECT (SELECT count(*) FROM replays WHERE (:since IS NULL OR played_at >= :sinc
           AND (:until IS NULL OR played_at < :until)) AS replays,
   count(*) AS games, sum(degraded = 1) AS degraded_games, min(played_at) AS first_played_at,
   max(played_at) AS last_played_at,
-  (SELECT count(*) FROM players p JOIN games g ON g.sha256 = p.replay_sha256 WHERE p.is_observer = 0) AS players,
-  (SELECT count(DISTINCT p.toon_handle) FROM players p JOIN games g ON g.sha256 = p.replay_sha256
+  (SELECT count(*) FROM players p JOIN games g ON g.id = p.replay_id WHERE p.is_observer = 0) AS players,
+  (SELECT count(DISTINCT p.toon_handle) FROM players p JOIN games g ON g.id = p.replay_id
      WHERE p.is_observer = 0) AS toons
 FROM games""", params)
     totals["degraded_games"] = totals["degraded_games"] or 0
@@ -249,13 +249,13 @@ def _player_openings(conn: sqlite3.Connection, params: dict[str, Any]) -> list[d
     picks = ", ".join(f"max(CASE WHEN n = {k} THEN name END) AS s{k}" for k in range(1, OPENING_LENGTH + 1))
     joined = " || ".join(["s1", *(f"coalesce(' > ' || s{k}, '')" for k in range(2, OPENING_LENGTH + 1))])
     return _rows(conn, f"""WITH {_GAMES}, {_ME}, firsts AS (
-  SELECT b.replay_sha256, b.pid, b.name,
-    row_number() OVER (PARTITION BY b.replay_sha256, b.pid ORDER BY b.started_loop, b.seq) AS n
-  FROM build_order b JOIN me m ON m.replay_sha256 = b.replay_sha256 AND m.pid = b.pid
+  SELECT b.replay_id, b.pid, b.name,
+    row_number() OVER (PARTITION BY b.replay_id, b.pid ORDER BY b.started_loop, b.seq) AS n
+  FROM build_order b JOIN me m ON m.replay_id = b.replay_id AND m.pid = b.pid
   WHERE b.kind = 'structure' AND b.name NOT IN (SELECT value FROM json_each(:supply))),
-openings AS (SELECT replay_sha256, pid, {picks} FROM firsts WHERE n <= {OPENING_LENGTH} GROUP BY replay_sha256, pid)
+openings AS (SELECT replay_id, pid, {picks} FROM firsts WHERE n <= {OPENING_LENGTH} GROUP BY replay_id, pid)
 SELECT coalesce(m.play_race, 'unknown') AS race, {joined} AS opening, {_DECIDED.replace("result", "m.result")}
-FROM openings o JOIN me m ON m.replay_sha256 = o.replay_sha256 AND m.pid = o.pid
+FROM openings o JOIN me m ON m.replay_id = o.replay_id AND m.pid = o.pid
 GROUP BY race, opening ORDER BY games DESC, race, opening LIMIT {TOP_OPENINGS}""",
                  {**params, "supply": json.dumps(SUPPLY_STRUCTURES)})
 

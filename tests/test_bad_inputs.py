@@ -45,7 +45,7 @@ def _files_rows(db_path: Path) -> dict[str, tuple[str, str | None]]:
     rows = {Path(p).name: (s, k) for p, s, k in conn.execute("select path, status, error_kind from files")}
     assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
     orphans = conn.execute(
-        "select count(*) from replays r where not exists (select 1 from players p where p.replay_sha256 = r.sha256)"
+        "select count(*) from replays r where not exists (select 1 from players p where p.replay_id = r.id)"
     ).fetchone()[0]
     assert orphans == 0, "a replay without its players"
     conn.close()

@@ -145,8 +145,8 @@ def test_every_table_reads_back_equal_to_sqlite(database: Path, tmp_path: Path, 
 
 def test_tables_are_written_in_key_order(samples_db: Path, tmp_path: Path):
     export(samples_db, tmp_path / "out", "--format", "jsonl")
-    for table, key in (("replays", ["sha256"]), ("players", ["replay_sha256", "slot"]),
-                       ("player_stats", ["replay_sha256", "pid", "game_loop"]), ("files", ["path"])):
+    for table, key in (("replays", ["id"]), ("players", ["replay_id", "slot"]),
+                       ("player_stats", ["replay_id", "pid", "game_loop"]), ("files", ["path"])):
         keys = [tuple(row[k] for k in key) for row in read_back(tmp_path / "out", table, "jsonl")]
         assert keys == sorted(keys) and len(keys) > 1, table
 
@@ -208,24 +208,25 @@ def test_a_column_added_later_flows_through(samples_db: Path, tmp_path: Path):
 def test_where_filters_replays_and_their_rows(samples_db: Path, tmp_path: Path, fmt: str):
     where = "game_type = '1v1'"
     summary = export(samples_db, tmp_path / "out", "--format", fmt, "--where", where)
-    shas = {sha for (sha,) in sql(samples_db, f"select sha256 from replays where {where}")}
-    assert 0 < len(shas) < sql(samples_db, "select count(*) from replays")[0][0]
-    assert {r["sha256"] for r in read_back(tmp_path / "out", "replays", fmt)} == shas
+    ids = {str(replay_id) for (replay_id,) in sql(samples_db, f"select id from replays where {where}")}  # CSV: text
+    assert 0 < len(ids) < sql(samples_db, "select count(*) from replays")[0][0]
+    assert {str(r["id"]) for r in read_back(tmp_path / "out", "replays", fmt)} == ids
     players = read_back(tmp_path / "out", "players", fmt)
-    assert {p["replay_sha256"] for p in players} == shas
-    expected = sql(samples_db, f"select count(*) from players where replay_sha256 in "
-                               f"(select sha256 from replays where {where})")[0][0]
+    assert {str(p["replay_id"]) for p in players} == ids
+    expected = sql(samples_db, f"select count(*) from players where replay_id in "
+                               f"(select id from replays where {where})")[0][0]
     assert summary["tables"]["players"]["rows"] == len(players) == expected
 
 
 @pytest.mark.parametrize(("by", "value_sql"), [("release", "r.release"), ("month", "substr(r.played_at, 1, 7)")])
 def test_partitions_read_back_as_a_hive_dataset(database: Path, tmp_path: Path, by: str, value_sql: str):
     export(database, tmp_path / "out", "--format", "parquet", "--partition-by", by)
-    for table, link in (("replays", "sha256"), ("players", "replay_sha256"), ("player_stats", "replay_sha256")):
+    for table, link, key in (("replays", "id", "id"), ("players", "replay_id", "id"),
+                             ("player_stats", "replay_id", "id")):
         got = ds.dataset(tmp_path / "out" / table, format="parquet", partitioning="hive").to_table()
         pairs = sorted(zip(got.column(link).to_pylist(), got.column(by).to_pylist()), key=str)
         expected = sql(database, f"select t.{link}, {value_sql} from {table} t "
-                                 f"left join replays r on r.sha256 = t.{link}")
+                                 f"left join replays r on r.{key} = t.{link}")
         assert pairs == sorted(expected, key=str), table
     folders = {p.name for p in (tmp_path / "out" / "players").iterdir()}
     assert folders and all(name.startswith(f"{by}=") for name in folders)
@@ -330,9 +331,9 @@ def test_pseudonymised_views_keep_their_counts(samples_db: Path, tmp_path: Path)
 
 def pseudonyms_by_handle(db: Path, out: Path) -> dict[str, tuple[str, str]]:
     """Map each original toon handle to its exported (handle, name), matching rows on their key."""
-    exported = {(p["replay_sha256"], p["slot"]): p for p in read_back(out, "players", "jsonl")}
-    return {handle: (exported[(sha, slot)]["toon_handle"], exported[(sha, slot)]["name"])
-            for sha, slot, handle in sql(db, "select replay_sha256, slot, toon_handle from players")
+    exported = {(p["replay_id"], p["slot"]): p for p in read_back(out, "players", "jsonl")}
+    return {handle: (exported[(replay_id, slot)]["toon_handle"], exported[(replay_id, slot)]["name"])
+            for replay_id, slot, handle in sql(db, "select replay_id, slot, toon_handle from players")
             if handle}
 
 
@@ -367,7 +368,7 @@ def test_chat_policies(samples_db: Path, tmp_path: Path, policy: str):
         assert "chat" not in summary["tables"] and not (tmp_path / "out" / "chat").exists()
         return
     texts = [row["text"] for row in read_back(tmp_path / "out", "chat", "jsonl")]
-    expected = [text for (text,) in sql(samples_db, "select text from chat order by replay_sha256, seq")]
+    expected = [text for (text,) in sql(samples_db, "select text from chat order by replay_id, seq")]
     assert texts == (expected if policy == "keep" else ["[redacted]"] * len(expected)) and texts
 
 

@@ -136,13 +136,13 @@ def test_empty_ranges_are_usage_errors(replaycli: Any, samples: Path, tmp_path: 
 def test_player_ai_and_date_filters_match_sql(replaycli: Any, samples: Path, tmp_path: Path) -> None:
     everything = tmp_path / "all.db"
     ingest(replaycli, everything, str(samples))
-    [(name,)] = query(everything, "SELECT p.name FROM players p JOIN replays r ON r.sha256 = p.replay_sha256 "
+    [(name,)] = query(everything, "SELECT p.name FROM players p JOIN replays r ON r.id = p.replay_id "
                                   "WHERE p.is_observer = 0 AND r.vs_ai = 0 AND p.name GLOB '[A-Za-z]*' "
                                   "ORDER BY p.name LIMIT 1")
     [(first, last)] = query(everything, "SELECT min(date(played_at)), max(date(played_at)) FROM replays")
     db = tmp_path / "some.db"
     ingest(replaycli, db, str(samples), "--player", name.upper(), "--exclude-ai", "--since", first, "--until", last)
     assert hashes(db, "SELECT sha256 FROM replays") == hashes(
-        everything, "SELECT r.sha256 FROM replays r JOIN players p ON p.replay_sha256 = r.sha256 "
+        everything, "SELECT r.sha256 FROM replays r JOIN players p ON p.replay_id = r.id "
                     "WHERE p.is_observer = 0 AND lower(p.name) = lower(?) AND r.vs_ai = 0 "
                     "AND date(r.played_at) BETWEEN ? AND ?", name, first, last) != set()

@@ -267,7 +267,7 @@ def check_database(db: Path, inputs: Inputs) -> list[str]:
         counts = conn.execute("SELECT path, count(*) FROM files GROUP BY path HAVING count(*) > 1").fetchall()
         without_players = [sha for (sha,) in conn.execute(
             "SELECT sha256 FROM replays r WHERE NOT EXISTS "
-            "(SELECT 1 FROM players p WHERE p.replay_sha256 = r.sha256)")]
+            "(SELECT 1 FROM players p WHERE p.replay_id = r.id)")]
         dangling = [path for (path,) in conn.execute(
             "SELECT path FROM files f WHERE f.status IN ('ok', 'partial', 'duplicate') "
             "AND NOT EXISTS (SELECT 1 FROM replays r WHERE r.sha256 = f.sha256)")]
@@ -300,7 +300,7 @@ def check_healthy(db: Path, inputs: Inputs, statuses: Statuses) -> list[str]:
                 problems.append(f"healthy {name} at {depth}: files row {statuses.get(path)}")
                 continue
             names = sorted(name for (name,) in conn.execute(
-                "SELECT p.name FROM players p JOIN files f ON f.sha256 = p.replay_sha256 "
+                "SELECT p.name FROM players p JOIN replays r ON r.id = p.replay_id JOIN files f ON f.sha256 = r.sha256 "
                 "WHERE f.path = ? AND NOT p.is_observer", (path,)))
             written = sorted(p.name for p in describe_game(HEALTHY_CATALOGUE, index).players)
             if names != written:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from dbdump import table_rows
 
 MARKER_ENV = "REPLAYCLI_HARDENING_MARKER"
 EXIT_DEADLINE_S = 2.0  # reliability.md §5 case 20: 130/143 within 2 s
@@ -202,7 +203,7 @@ def check_db(db: Path) -> dict[str, int]:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
         orphans = conn.execute("SELECT count(*) FROM replays r WHERE NOT EXISTS "
-                               "(SELECT 1 FROM players p WHERE p.replay_sha256 = r.sha256)").fetchone()[0]
+                               "(SELECT 1 FROM players p WHERE p.replay_id = r.id)").fetchone()[0]
         assert orphans == 0, f"{orphans} replays without players"
         missing = conn.execute("SELECT count(*) FROM files f WHERE f.status IN ('ok', 'partial', 'duplicate') "
                                "AND NOT EXISTS (SELECT 1 FROM replays r WHERE r.sha256 = f.sha256)").fetchone()[0]
@@ -217,12 +218,7 @@ def dump(db: Path) -> dict[str, list[tuple]]:
     conn = sqlite3.connect(db)
     try:
         tables = {}
-        for table in DUMPED_TABLES:
-            columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")
-                       if row[1] not in VOLATILE.get(table, set())]
-            rows = conn.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
-            tables[table] = sorted(rows, key=repr)
-        return tables
+        return {table: table_rows(conn, table, VOLATILE.get(table, set())) for table in DUMPED_TABLES}
     finally:
         conn.close()
 

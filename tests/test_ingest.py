@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from dbdump import table_rows
 
 from replay_cli.cli import cli
 
@@ -31,14 +32,9 @@ def dump(db_path: Path, *, path_prefix: str = "") -> dict[str, list[tuple]]:
     conn = sqlite3.connect(db_path)
     tables = {}
     for table in COMPARED_TABLES:
-        cursor = conn.execute(f"select * from {table}")
-        names = [d[0] for d in cursor.description]
-        keep = [i for i, name in enumerate(names) if name not in VOLATILE_COLUMNS]
-        rows = []
-        for row in cursor:
-            values = tuple(row[i].replace(path_prefix, "") if isinstance(row[i], str) and path_prefix else row[i]
-                           for i in keep)
-            rows.append(values)
+        rows = table_rows(conn, table, VOLATILE_COLUMNS)
+        if path_prefix:
+            rows = [tuple(v.replace(path_prefix, "") if isinstance(v, str) else v for v in row) for row in rows]
         tables[table] = sorted(rows, key=repr)
     conn.close()
     return tables
@@ -81,10 +77,11 @@ def test_counts_match_the_manifest(corpus_ingests, ingest_set):
     assert conn.execute("select count(*) from files").fetchone()[0] == ingest_set.files
     failed = conn.execute("select path, error_kind, error_type from files where status = 'failed'").fetchall()
     assert [(Path(p).name, kind, kind_type) for p, kind, kind_type in failed] == [ingest_set.failure]
-    # never a replay without its players
+    # never a replay without its players, never a child row without its replay
     assert conn.execute(
-        "select count(*) from replays r where not exists (select 1 from players p where p.replay_sha256 = r.sha256)"
+        "select count(*) from replays r where not exists (select 1 from players p where p.replay_id = r.id)"
     ).fetchone()[0] == 0
+    assert conn.execute("pragma foreign_key_check").fetchall() == []
 
 
 def test_json_summary_keys_are_pinned(corpus_ingests, ingest_set):

@@ -53,8 +53,10 @@ def test_result_pseudonyms_match_the_export(results: list[dict], tmp_path: Path)
     key_file = tmp_path / "key"
     key_file.write_bytes(KEY)
     export(db, tmp_path / "out", "--format", "jsonl", "--anonymize", str(key_file), "--tables", "players,replays")
-    exported = {(p["replay_sha256"], p["slot"]): p for p in read_back(tmp_path / "out", "players", "jsonl")}
-    match_keys = {r["sha256"]: r["match_key"] for r in read_back(tmp_path / "out", "replays", "jsonl")}
+    replays = read_back(tmp_path / "out", "replays", "jsonl")
+    sha_of = {r["id"]: r["sha256"] for r in replays}
+    exported = {(sha_of[p["replay_id"]], p["slot"]): p for p in read_back(tmp_path / "out", "players", "jsonl")}
+    match_keys = {r["sha256"]: r["match_key"] for r in replays}
     for result in results:
         hidden = pseudonymise_result(result, Pseudonymizer(KEY), chat="keep")
         assert hidden["replay"]["match_key"] == match_keys[result["sha256"]]

@@ -135,10 +135,12 @@ class Oracle:
         self.replays_in_period = sum(map(in_period, replays))
         self.games = {r["sha256"]: r for r in replays if in_period(r) and first_copy[r["match_key"] or r["sha256"]]
                       == r["sha256"]}
-        self.players = [p for p in _dicts(conn, "SELECT * FROM players WHERE is_observer = 0")
+        self.players = [p for p in _dicts(conn, "SELECT r.sha256 AS replay_sha256, p.* FROM players p "
+                                                  "JOIN replays r ON r.id = p.replay_id WHERE p.is_observer = 0")
                         if p["replay_sha256"] in self.games]
         self.files = _dicts(conn, "SELECT status, error_kind FROM files")
-        self.build_order = _dicts(conn, "SELECT * FROM build_order")
+        self.build_order = _dicts(conn, "SELECT r.sha256 AS replay_sha256, b.* FROM build_order b "
+                                                "JOIN replays r ON r.id = b.replay_id")
         self.who = who
         self.since, self.until = since, until
 

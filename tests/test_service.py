@@ -131,7 +131,7 @@ def test_store_and_archive_share_the_cli_layout(game, tmp_path: Path):
     assert [p.name for p in archive.rglob("*") if p.is_file()] == [stored.name]  # never written twice
     conn = sqlite3.connect(db_path)
     assert conn.execute("select count(*) from replays").fetchone()[0] == 1
-    assert conn.execute("select count(*) from players where replay_sha256 = ?", (sha,)).fetchone()[0] == 4
+    assert conn.execute("select count(*) from players p join replays r on r.id = p.replay_id where r.sha256 = ?", (sha,)).fetchone()[0] == 4
     paths = {row[0] for row in conn.execute("select path from files")}
     assert str(stored) in paths
     # the second upload has the same archive path, so it updates the same files row

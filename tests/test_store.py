@@ -15,10 +15,11 @@ from hypothesis import strategies as st
 
 from replay_cli import result as schema
 from replay_cli.errors import ReplayCliError, StoreError
-from replay_cli.migrations import CHILD_TABLES
+from replay_cli.migrations import CHILD_TABLES, MIGRATIONS
 from replay_cli.store import (
     BUSY_TIMEOUT_MS,
     LOOKUP_CHUNK,
+    PAGE_SIZE,
     BatchCounts,
     FileRecord,
     FileStat,
@@ -167,12 +168,13 @@ def test_open_applies_migrations_once_and_sets_pragmas(db_path: Path) -> None:
     with open_store(db_path) as store:
         assert store._conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert store._conn.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
-        assert store._conn.execute("PRAGMA foreign_keys").fetchone() == (1,)
+        assert store._conn.execute("PRAGMA foreign_keys").fetchone() == (0,)  # kept by the writer, not checked
         assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000 == BUSY_TIMEOUT_MS
+        assert store._conn.execute("PRAGMA page_size").fetchone() == (PAGE_SIZE,)  # a new database
     migrations = rows(db_path, "SELECT name, applied_at FROM _replaycli_migrations")
     assert [m["name"] for m in migrations] == [
         "m001_initial", "m002_files_error_release", "m003_child_tables_without_rowid", "m004_replay_quality",
-        "m005_files_resources", "m006_packs_and_filters", "m007_runs_pool",
+        "m005_files_resources", "m006_packs_and_filters", "m007_runs_pool", "m008_integer_replay_ids",
     ]
     assert migrations[0]["applied_at"].endswith("+00:00")
     tables = {r["name"] for r in rows(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -185,12 +187,12 @@ def test_tables_match_result_schema(store: Store) -> None:
     def columns(table: str) -> list[str]:
         return [r["name"] for r in rows(store, f"PRAGMA table_info({table})")]
 
-    assert columns("replays") == [*schema.ReplayRow.__annotations__, "stored_at", "first_path", "stored_run",
+    assert columns("replays") == ["id", *schema.ReplayRow.__annotations__, "stored_at", "first_path", "stored_run",
                                   "degraded", "quality"]
-    assert columns("players") == ["replay_sha256", "slot", *schema.PlayerRow.__annotations__]
-    assert columns("chat") == ["replay_sha256", "seq", *schema.ChatRow.__annotations__]
-    assert columns("build_order") == ["replay_sha256", "seq", *schema.BuildOrderRow.__annotations__]
-    assert columns("player_stats") == ["replay_sha256", *schema.PlayerStatsRow.__annotations__]
+    assert columns("players") == ["replay_id", "slot", *schema.PlayerRow.__annotations__]
+    assert columns("chat") == ["replay_id", "seq", *schema.ChatRow.__annotations__]
+    assert columns("build_order") == ["replay_id", "seq", *schema.BuildOrderRow.__annotations__]
+    assert columns("player_stats") == ["replay_id", *schema.PlayerStatsRow.__annotations__]
     indexes = {r["name"] for r in rows(store, "SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {
         "idx_players_region_id_subregion_toon_id",
@@ -253,11 +255,12 @@ def test_save_ok_writes_exact_rows(store: Store) -> None:
     stored_at = replay.pop("stored_at")
     assert stored_at.endswith("+00:00")
     assert json.loads(replay.pop("quality")) == result["quality"]
-    assert replay == {**as_stored(result["replay"]), "first_path": "/r/a.SC2Replay", "stored_run": 7, "degraded": 0}
+    assert replay == {"id": 1, **as_stored(result["replay"]), "first_path": "/r/a.SC2Replay", "stored_run": 7,
+                      "degraded": 0}
     for table, keys in CHILD_KEYS.items():
         stored = rows(store, f"SELECT * FROM {table}")  # clustered on the key (m003), not insert order
         expected = [
-            {"replay_sha256": "a" * 64, **{key: seq for key in keys}, **as_stored(row)}
+            {"replay_id": 1, **{key: seq for key in keys}, **as_stored(row)}
             for seq, row in enumerate(result[table])
         ]
         assert sorted(stored, key=json.dumps) == sorted(expected, key=json.dumps), table
@@ -444,8 +447,11 @@ def test_a_file_that_cannot_be_written_fails_alone(store: Store, spoil: Any) -> 
     assert [path for path, _type, _reason in counts.store_errors] == ["/r/bad.SC2Replay"]
     assert not store._conn.in_transaction
     assert rows(store, "SELECT sha256 FROM replays ORDER BY sha256") == [{"sha256": c * 64} for c in "bde"]
-    for table in CHILD_KEYS:
-        assert rows(store, f"SELECT count(*) AS n FROM {table} WHERE replay_sha256 = ?", ("c" * 64,)) == [{"n": 0}]
+    for table in CHILD_KEYS:  # the rolled-back file left no child rows: every one belongs to b, d or e
+        assert rows(store, f"SELECT DISTINCT r.sha256 FROM {table} JOIN replays r ON r.id = replay_id "
+                           "ORDER BY r.sha256") == [{"sha256": c * 64} for c in "bde"]
+        assert rows(store, f"SELECT count(*) AS n FROM {table} WHERE replay_id NOT IN (SELECT id FROM replays)") \
+            == [{"n": 0}]
     [bad_row] = rows(store, "SELECT status, error_kind, error_stage, error_message FROM files WHERE path = ?",
                      ("/r/bad.SC2Replay",))
     assert bad_row["status"] == "failed" and bad_row["error_kind"] == "store_error"
@@ -503,10 +509,7 @@ def test_two_processes_write_the_same_new_database(db_path: Path) -> None:
         {"status": "ok", "n": 2 * PER_PROCESS}
     ]
     assert rows(db_path, "SELECT name FROM _replaycli_migrations") == [
-        {"name": "m001_initial"}, {"name": "m002_files_error_release"}, {"name": "m003_child_tables_without_rowid"},
-        {"name": "m004_replay_quality"}, {"name": "m005_files_resources"}, {"name": "m006_packs_and_filters"},
-        {"name": "m007_runs_pool"},
-    ]
+        {"name": migration.__name__} for migration in MIGRATIONS]
     assert rows(db_path, "SELECT count(*) AS n FROM runs WHERE exit_code = 0") == [{"n": 2}]
 
 
@@ -748,7 +751,7 @@ def test_random_histories_keep_the_store_consistent(
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
         # Never a replay without its players, never a stored file pointing at a missing replay.
         assert conn.execute(
-            "SELECT count(*) FROM replays WHERE sha256 NOT IN (SELECT replay_sha256 FROM players)"
+            "SELECT count(*) FROM replays WHERE id NOT IN (SELECT replay_id FROM players)"
         ).fetchone() == (0,)
         assert conn.execute(
             "SELECT count(*) FROM files WHERE status != 'failed' AND sha256 NOT IN (SELECT sha256 FROM replays)"
@@ -776,20 +779,58 @@ def test_a_database_from_schema_v1_is_migrated_forward(db_path: Path) -> None:
         ]
 
 
-def test_m003_clusters_child_tables_and_keeps_their_rows(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import replay_cli.store as store_module
-    from replay_cli.migrations import MIGRATIONS
+def _insert_before_m003(db: Any, result: dict[str, Any], path: str) -> None:
+    """Write a result as the writer did up to m002: every child row keyed by the replay's sha256."""
+    sha = result["sha256"]
+    db["replays"].insert({**as_stored(result["replay"]), "sha256": sha, "first_path": path, "stored_run": 1})
+    for table, keys in CHILD_KEYS.items():
+        db[table].insert_all([{"replay_sha256": sha, **{key: seq for key in keys}, **as_stored(row)}
+                              for seq, row in enumerate(result[table])])
 
-    # A database from before m003 (with the later columns, which the current writer fills).
-    monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS[:2], *MIGRATIONS[3:]))
-    with open_store(db_path) as old:
-        old.save_batch([(stat(), make_result())], run_id=1)
-        before = {t: rows(old, f"SELECT * FROM {t} ORDER BY 1, 2, 3") for t in CHILD_TABLES}
-    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
+
+def _by_sha(conn: Any, table: str, key: str) -> list[dict[str, Any]]:
+    """A child table's rows with the replay's sha256 in place of whichever key the schema uses."""
+    conn.row_factory = sqlite3.Row
+    try:
+        found = [dict(row) for row in conn.execute(f"SELECT r.sha256 AS replay_sha256, c.* FROM {table} c "
+                                                   f"JOIN replays r ON r.{key}")]
+    finally:
+        conn.row_factory = None
+    for row in found:
+        row.pop("replay_id", None)
+    return sorted(found, key=json.dumps)
+
+
+def test_migrations_keep_every_row_from_a_database_before_m003(db_path: Path) -> None:
+    # m003 clusters the child tables; m008 re-keys them on the integer replay id.
+    import sqlite_utils
+
+    old = sqlite_utils.Database(sqlite3.connect(db_path, isolation_level=None))
+    old["_replaycli_migrations"].create({"name": str, "applied_at": str}, pk="name")
+    for number, migration in enumerate(MIGRATIONS[:7], start=1):
+        if number == 3:
+            _insert_before_m003(old, make_result("a" * 64), "/r/a.SC2Replay")
+            _insert_before_m003(old, make_result("b" * 64), "/r/b.SC2Replay")
+        old.execute("BEGIN")  # each migration in its own transaction, as the store runs them
+        migration(old)
+        old.execute("INSERT INTO _replaycli_migrations VALUES (?, '2026-11-01')", [migration.__name__])
+        old.execute("COMMIT")
+    before = {table: _by_sha(old.conn, table, "sha256 = c.replay_sha256") for table in CHILD_TABLES}
+    old.close()
     with open_store(db_path) as store:
-        after = {t: rows(store, f"SELECT * FROM {t} ORDER BY 1, 2, 3") for t in CHILD_TABLES}
-        clustered = {name for name, sql in store._conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+        conn = store._conn
+        after = {table: _by_sha(conn, table, "id = c.replay_id") for table in CHILD_TABLES}
+        clustered = {name for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
                      if sql.endswith("WITHOUT ROWID")}
-        assert rows(store, "SELECT count(*) AS n FROM v_1v1") == [{"n": 1}]  # views rebuilt
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert {row[2:5] for row in conn.execute("PRAGMA foreign_key_list(build_order)")} == \
+            {("replays", "replay_id", "id")}
+        assert rows(store, "SELECT id, sha256 FROM replays ORDER BY id") == [
+            {"id": 1, "sha256": "a" * 64}, {"id": 2, "sha256": "b" * 64}]
+        assert rows(store, "SELECT count(*) AS n FROM v_1v1") == [{"n": 2}]  # views rebuilt
+        store.save_batch([(stat("/r/c.SC2Replay"), make_result("c" * 64))], run_id=2)
+        assert rows(store, "SELECT DISTINCT replay_id FROM players ORDER BY 1") == [
+            {"replay_id": 1}, {"replay_id": 2}, {"replay_id": 3}]
     assert after == before and all(before.values())
     assert clustered == set(CHILD_TABLES)
+    assert rows(db_path, "PRAGMA page_size") == [{"page_size": 4096}]  # an existing database keeps its pages

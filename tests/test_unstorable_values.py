@@ -112,7 +112,7 @@ def test_ingest_stores_every_replay_beside_unstorable_values(tmp_path: Path, cra
         for name, (_data, where, raw) in crafted_replays.items():
             assert files[str(folder / f"{name}.SC2Replay")] == "partial"
             quality_json, degraded, players = conn.execute(
-                "SELECT r.quality, r.degraded, (SELECT count(*) FROM players p WHERE p.replay_sha256 = r.sha256) "
+                "SELECT r.quality, r.degraded, (SELECT count(*) FROM players p WHERE p.replay_id = r.id) "
                 "FROM replays r JOIN files f ON f.sha256 = r.sha256 WHERE f.path = ?",
                 (str(folder / f"{name}.SC2Replay"),),
             ).fetchone()
