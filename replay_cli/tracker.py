@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Collection
-from operator import itemgetter
+from collections.abc import Callable, Collection
+from operator import getitem, itemgetter
 from typing import Any, NamedTuple
 
 from replay_cli.extract import COSMETIC_UPGRADE_PREFIXES, UNKNOWN_UNIT_NAME
@@ -270,7 +270,7 @@ def _generic_event(data: bytes, pos: int, build: int) -> tuple[int, int, list[An
 
 
 def _read_values(event_id: int, fields: dict[int, Any], build: int) -> list[Any]:
-    """Return the values the records read from a decoded event, in _FAST_SHAPES' capture order."""
+    """Return the values the records read from a decoded event, as the fast path converts them."""
     if event_id == _PLAYER_STATS:
         stats = fields[1]
         if not stats.keys() >= (_STATS_TAGS_WITH_FRIENDLY_FIRE if build >= FRIENDLY_FIRE_FIRST_BUILD
@@ -278,9 +278,43 @@ def _read_values(event_id: int, fields: dict[int, Any], build: int) -> list[Any]
             raise TrackerError("stats event lacks score fields")
         sum(stats.values())  # sc2reader does arithmetic on every score field: all must be integers
         return [fields[0], *(stats[tag] for tag in _STATS_READ)]
-    if event_id == _UNIT_POSITIONS:
-        _check_positions(fields)
-    return [fields[tag] for tag in _VALUE_TAGS[event_id]]
+    if event_id == _UPGRADE:
+        return [fields[0], _upgrade_name(fields[1])]
+    if event_id >= _UNIT_POSITIONS:
+        if event_id == _UNIT_POSITIONS:
+            _check_positions(fields)
+        return []
+    values = [fields[0], fields[1], *(fields[tag] for tag in _VALUE_TAGS[event_id])]
+    if event_id in _TYPED_EVENTS:
+        values[2] = _unit_type(values[2])
+    return values
+
+
+def _upgrade_name(raw_name: bytes) -> str | None:
+    """Return an upgrade's name, or None for the cosmetic ones the records leave out."""
+    name = raw_name.decode("utf8")
+    return None if name.startswith(COSMETIC_UPGRADE_PREFIXES) else name
+
+
+# Unit type names as tracker events carry them (UTF-8) -> (KNOWN mask, display name, name).
+_TYPES_BY_RAW_NAME = {name.encode("utf8"): (mask, TITLES.get(name, name), name) for name, mask in KNOWN.items()}
+
+
+def _unit_type(raw_name: bytes) -> tuple[int, str | None, str]:
+    """Return (KNOWN mask, display name, name) for a type name; a name no datapack knows has mask 0.
+
+    The name is decoded even then, as sc2reader decodes every one: invalid UTF-8 is refused.
+    """
+    known = _TYPES_BY_RAW_NAME.get(raw_name)
+    return (0, None, raw_name.decode("utf8")) if known is None else known
+
+
+def _check_positions(fields: dict[int, Any]) -> None:
+    """Refuse unit positions sc2reader's constructor would fail on."""
+    items = fields[1]
+    if len(items) % 3:
+        raise TrackerError("unit positions do not come in (index, x, y) triples")
+    sum(items[::3], fields[0])  # sc2reader accumulates the unit indexes: all must be integers
 
 
 # -- the fast path ----------------------------------------------------------------------------
@@ -291,77 +325,134 @@ def _read_values(event_id: int, fields: dict[int, Any], build: int) -> list[Any]
 # _generic_event, so both give the same values for every stream.
 
 _VINT_RE = rb"[\x80-\xff]{0,9}[\x00-\x7f]"  # ten bytes at most, as _vint allows
+_FAST_BLOB_LONGEST = 63
+_FAST_BLOB_BYTES = 2 + _FAST_BLOB_LONGEST  # with its type and length bytes
 _VALUE_RES = {
     "i": rb"\x09" + _VINT_RE,
     "o": rb"(?:\x09" + _VINT_RE + rb"|\x04\x00|\x04\x01\x09" + _VINT_RE + rb")",
     # A blob's length is a one-byte varint here (up to 63 bytes): one alternative per length.
-    "b": rb"\x02(?:" + b"|".join(re.escape(bytes([2 * n])) + b".{%d}" % n for n in range(64)) + rb")",
+    "b": rb"\x02(?:" + b"|".join(re.escape(bytes([2 * n])) + b".{%d}" % n for n in range(_FAST_BLOB_LONGEST + 1)) + rb")",
 }
 _VALUE_RES["q"] = rb"(?:\x04\x00|\x04\x01" + _VALUE_RES["b"] + rb")"
+_VALUE_RES["t"] = _VALUE_RES["g"] = _VALUE_RES["b"]
+# Unit positions: an array of small integers, captured as its count and items (see _positions).
+_VALUE_RES["p"] = rb"\x00" + _VINT_RE + rb"(?:\x09" + _VINT_RE + rb")*"
 
-# The tags each event's records read (the stats event reads its player and _STATS_READ).
-_STATS_READ = (0, 1, 2, 3, 4, *range(17, 33))
-_VALUE_TAGS = ((), (0, 1, 2, 3, 4), (0, 1, 2), (0, 1, 3), (0, 1, 2), (0, 1), (0, 1, 2, 3, 4), (0, 1), (), ())
+# After the unit's index and recycle (tags 0 and 1), the tags each unit event's records read.
+_VALUE_TAGS = ((), (2, 3, 4), (2,), (3,), (2,), (), (2, 3, 4), (), (), ())
+_TYPED_EVENTS = frozenset({_UNIT_BORN, _UNIT_INIT, _TYPE_CHANGE})  # their third value is a type
+_STATS_READ = (0, 1, 2, 3, 4, *range(17, 33))  # the score fields the stats rows read
 
 # (event id, field layout) per fast shape: one letter per tag in order: i int, o optional int,
-# b blob, q optional blob; upper case for the values _VALUE_TAGS names, captured in that order.
+# b blob, q optional blob, t a unit type, g an upgrade's name, p unit positions; upper case for
+# the values _read_values returns, captured in that order.
 _FAST_SHAPES = (
-    (_UNIT_BORN, "IIBIIiiooq"),
-    (_UNIT_BORN, "IIBIIii"),
+    (_UNIT_BORN, "IITIIiiooq"),
+    (_UNIT_BORN, "IITIIii"),
     (_UNIT_DIED, "IIOiioo"),
     (_UNIT_DIED, "IIOii"),  # builds before KILLER_UNIT_FIRST_BUILD only
     (_OWNER_CHANGE, "IIiI"),
-    (_TYPE_CHANGE, "IIB"),
-    (_UPGRADE, "IBi"),
-    (_UNIT_INIT, "IIBIIii"),
+    (_TYPE_CHANGE, "IIT"),
+    (_UPGRADE, "IGi"),
+    (_UNIT_INIT, "IITIIii"),
     (_UNIT_DONE, "II"),
+    (_UNIT_POSITIONS, "iP"),
+    (_PLAYER_SETUP, "iioo"),
 )
 
 
-def _struct_re(layout: str) -> tuple[bytes, int]:
-    """Return the pattern of a struct with these fields, and how many values it captures."""
+def _struct_re(layout: str) -> tuple[bytes, str]:
+    """Return the pattern of a struct with these fields, and the letters of the values it captures."""
     parts = [rb"\x05", re.escape(bytes([2 * len(layout)]))]
     for tag, letter in enumerate(layout):
         value = _VALUE_RES[letter.lower()]
         parts += [re.escape(bytes([2 * tag])), b"(" + value + b")" if letter.isupper() else value]
-    return b"".join(parts), sum(letter.isupper() for letter in layout)
+    return b"".join(parts), "".join(filter(str.isupper, layout))
 
 
 def _stats_layout(count: int) -> str:
     return "".join("I" if tag in _STATS_READ else "i" for tag in range(count))
 
 
+_Shape = tuple[int, int, int, tuple[Any, ...]]  # (event id, first value, end of values, converters)
+
+
 @functools.cache
-def _fast_pattern(friendly_fire: bool, killer_unit: bool) -> tuple[re.Pattern[bytes], dict[int, tuple[int, int, int]]]:
+def _fast_pattern(friendly_fire: bool, killer_unit: bool) -> tuple[re.Pattern[bytes], dict[int, _Shape]]:
     """Compile the event pattern for a build; return it and, by the group number of each
-    shape's end marker, (event id, first value, end of values) as indexes into match.groups()."""
+    shape's end marker, (event id, first value, end of values, converters) for match.groups()."""
     shapes = [(event_id, _struct_re(layout)) for event_id, layout in _FAST_SHAPES
               if not (killer_unit and event_id == _UNIT_DIED and len(layout) == 5)]
     for count in (39,) if friendly_fire else (39, 33):
-        body, captured = _struct_re(_stats_layout(count))
-        shapes.append((_PLAYER_STATS, (rb"\x05\x04\x00(\x09" + _VINT_RE + rb")\x02" + body, captured + 1)))
+        body, letters = _struct_re(_stats_layout(count))
+        shapes.append((_PLAYER_STATS, (rb"\x05\x04\x00(\x09" + _VINT_RE + rb")\x02" + body, "I" + letters)))
     branches, ends, group = [], {}, 1  # group 1 is the loop delta
-    for event_id, (body, captured) in shapes:
+    for event_id, (body, letters) in shapes:
         branches.append(re.escape(bytes([2 * event_id])) + body + b"()")
-        ends[group + captured + 1] = (event_id, group, group + captured)
-        group += captured + 1
+        converters = tuple(_CONVERTERS[letter] for letter in letters)
+        ends[group + len(letters) + 1] = (event_id, group, group + len(letters), converters)
+        group += len(letters) + 1
     header = rb"\x03[\x00\x02\x04\x06](\x09" + _VINT_RE + rb")\x09"
     return re.compile(header + b"(?:" + b"|".join(branches) + b")", re.DOTALL), ends
 
 
-class _DecodedValues(dict[bytes, Any]):
-    """Decoded values by their bytes: most values repeat (pids, small counts, unit names), so a
-    lookup replaces the decoding. Bounded, so hostile streams cannot grow it without limit."""
+class _Converted(dict[bytes, Any]):
+    """Captured bytes -> the value _read_values gives for them.
+
+    Short values repeat (small integers, pids, unit indexes, type and upgrade names), so they are
+    kept and a lookup replaces the conversion; longer ones (large scores) rarely do and are
+    converted each time. Emptied when full, so no stream can grow it without limit.
+    """
+
+    def __init__(self, convert: Callable[[bytes], Any], longest_kept: int) -> None:
+        super().__init__()
+        self.convert = convert
+        self.longest_kept = longest_kept
 
     def __missing__(self, raw: bytes) -> Any:
-        value = _value(raw, 0, 0)[0]
-        if len(self) < _DECODED_VALUES_LIMIT:
+        value = self.convert(raw)
+        if len(raw) <= self.longest_kept:
+            if len(self) >= _CONVERTED_LIMIT:
+                self.clear()
             self[raw] = value
         return value
 
 
-_DECODED_VALUES_LIMIT = 1 << 15
-_DECODED = _DecodedValues()
+def _decoded(raw: bytes) -> Any:
+    return _vint(raw, 1)[0] if raw[0] == _VINT else _value(raw, 0, 0)[0]
+
+
+class _NotFast(Exception):
+    """The fast path cannot tell this event's values: the generic decoder reads it."""
+
+
+class _Positions:
+    """Check a unit positions array as the generic decoder and _check_positions would.
+
+    The array's items are all integers, so only their count can differ: a count that disagrees
+    with the items, or that is no multiple of three, leaves the event to _generic_event.
+    """
+
+    def __getitem__(self, raw: bytes) -> None:
+        count, start = _vint(raw, 1)  # past the array's type byte
+        # Each item is a type byte and a varint ending in one byte below 0x80: two such bytes.
+        items = len(raw[start:].translate(None, _CONTINUATION_BYTES)) // 2
+        if count != items or items % 3:
+            raise _NotFast
+
+
+_CONTINUATION_BYTES = bytes(range(0x80, 0x100))
+_CONVERTED_LIMIT = 1 << 15
+# Integers up to three varint bytes (below 2**20) with their type byte, or a present optional
+# with a one-byte varint; any name a blob of the fast path can hold.
+_DECODED = _Converted(_decoded, longest_kept=4)
+_CONVERTERS = {
+    "I": _DECODED, "O": _DECODED,
+    "T": _Converted(lambda raw: _unit_type(_decoded(raw)), longest_kept=_FAST_BLOB_BYTES),
+    "G": _Converted(lambda raw: _upgrade_name(_decoded(raw)), longest_kept=_FAST_BLOB_BYTES),
+    "P": _Positions(),
+}
+_UNIT_EVENTS = frozenset({_UNIT_BORN, _UNIT_DIED, _OWNER_CHANGE, _TYPE_CHANGE, _UNIT_INIT, _UNIT_DONE})
 
 
 class EventStream:
@@ -387,34 +478,36 @@ def read_events(data: bytes, build: int, per_second: float, keep_trail: bool = F
     pattern, ends = _fast_pattern(build >= FRIENDLY_FIRE_FIRST_BUILD, build >= KILLER_UNIT_FIRST_BUILD)
     match, decoded = pattern.match, _DECODED.__getitem__
     stream = EventStream(keep_trail)
-    unit_events, trail = stream.unit_events, stream.trail
-    pos, end, loop, last = 0, len(data), 0, 0
+    player_stats, upgrades, unit_events, trail = stream.player_stats, stream.upgrades, stream.unit_events, stream.trail
+    pos, end, loop, last, count = 0, len(data), 0, 0, 0
     while pos < end:
         found = match(data, pos)
-        if found is None:
-            delta, event_id, values, pos = _generic_event(data, pos, build)
-        else:
-            pos = found.end()
+        try:
+            if found is None:
+                raise _NotFast
             groups = found.groups()
-            event_id, first, stop = ends[found.lastindex]
-            delta = decoded(groups[0])
-            values = [*map(decoded, groups[first:stop])]
-        loop += delta
+            event_id, first, stop, converters = ends[found.lastindex]
+            values = [*map(getitem, converters, groups[first:stop])]
+            loop += decoded(groups[0])
+            pos = found.end()
+        except _NotFast:
+            delta, event_id, values, pos = _generic_event(data, pos, build)
+            loop += delta
         at = loop % _LOOP_WRAP
-        if event_id == _PLAYER_STATS:
-            stream.player_stats.append(_stats_row(at, values, per_second))
-        elif event_id == _UPGRADE:
-            name = values[1].decode("utf8")
-            if not name.startswith(COSMETIC_UPGRADE_PREFIXES):
-                stream.upgrades.append({"pid": values[0], "name": name, "loop": at})
-        elif event_id < _UNIT_POSITIONS:
+        count += 1
+        if event_id in _UNIT_EVENTS:
             if at < last:
                 stream.ordered = False
             last = at
             unit_events.append((at, event_id, values))
+        elif event_id == _UPGRADE:
+            if values[1] is not None:
+                upgrades.append({"pid": values[0], "name": values[1], "loop": at})
+        elif event_id == _PLAYER_STATS:
+            player_stats.append(_stats_row(at, values, per_second))
         if trail is not None:
             trail.append((at, event_id, values))
-        stream.count += 1
+    stream.count = count
     return stream
 
 
@@ -434,7 +527,7 @@ def _rewritten_by_gameheart(events: list[tuple[int, int, list[Any]]]) -> bool:
     for loop, event_id, values in events:
         if start != -1 and loop > start + _GAMEHEART_FUZZ_LOOPS:
             break
-        if event_id == _UNIT_BORN and values[3] and values[2].decode("utf8") in _GAMEHEART_TOWN_HALLS:
+        if event_id == _UNIT_BORN and values[3] and values[2][2] in _GAMEHEART_TOWN_HALLS:
             if loop == 0:
                 return False  # town halls born on the first loop: an ordinary game
             start = loop
@@ -464,79 +557,26 @@ def _stats_row(loop: int, values: list[Any], per_second: float) -> PlayerStatsRo
     }
 
 
-def _check_positions(fields: dict[int, Any]) -> None:
-    """Refuse unit positions sc2reader's constructor would fail on."""
-    items = fields[1]
-    if len(items) % 3:
-        raise TrackerError("unit positions do not come in (index, x, y) triples")
-    sum(items[::3], fields[0])  # sc2reader accumulates the unit indexes: all must be integers
+# What ContextLoader keeps of one unit, as a list indexed by these: its type history's first
+# entry (loop and display name), its current type, owner and the loops of its life.
+_FIRST_LOOP, _FIRST_NAME, _NAME, _OWNER, _STARTED, _FINISHED, _DIED, _KILLER = range(8)
+_UNIT_FIELDS = 8
 
 
-# Unit type names as tracker events carry them (UTF-8) -> (KNOWN mask, display name).
-_TYPES_BY_RAW_NAME = {name.encode("utf8"): (mask, TITLES.get(name, name)) for name, mask in KNOWN.items()}
-_UNKNOWN_TYPE = (0, None)
-
-
-def _unit_type(raw_name: bytes) -> tuple[int, str | None]:
-    """Return (KNOWN mask, display name) for a type name; a name no datapack knows has mask 0.
-
-    The name is decoded even then, as sc2reader decodes every one: invalid UTF-8 is refused.
-    """
-    known = _TYPES_BY_RAW_NAME.get(raw_name)
-    if known is None:
-        raw_name.decode("utf8")
-        return _UNKNOWN_TYPE
-    return known
-
-
-class _Unit:
-    """What ContextLoader keeps of one unit: its type history's first entry, owner and loops."""
-
-    __slots__ = ("died", "finished", "first_loop", "first_name", "killer", "name", "owner", "started")
-
-    def __init__(self) -> None:
-        self.first_loop: int | None = None
-        self.first_name: str | None = None
-        self.name: str | None = None
-        self.owner: int | None = None
-        self.started: int | None = None
-        self.finished: int | None = None
-        self.died: int | None = None
-        self.killer: int | None = None
-
-    def set_type(self, unit_type: tuple[int, str | None], loop: int, known: int) -> None:
-        """Change type as sc2reader's datapack does: names it does not know leave the type as it was."""
-        mask, title = unit_type
-        if not mask & known:
-            return
+def _set_type(unit: list[Any], unit_type: tuple[int, str | None, str], loop: int, known: int) -> None:
+    """Change type as sc2reader's datapack does: names it does not know leave the type as it was."""
+    if unit_type[0] & known:
         # The history is keyed by loop: a second type on the first loop replaces the first entry.
-        if self.first_loop is None or self.first_loop == loop:
-            self.first_loop, self.first_name = loop, title
-        self.name = title
-
-    def record(self) -> dict[str, Any]:
-        """Return the unit as extract.unit_records shapes it."""
-        return {
-            "pid": self.owner,
-            "name": self.first_name or UNKNOWN_UNIT_NAME,
-            "final_name": self.name or UNKNOWN_UNIT_NAME,
-            "is_building": self.name in BUILDINGS,
-            "is_worker": self.name in WORKERS,
-            "started_loop": self.started,
-            "finished_loop": self.finished,
-            "died_loop": self.died,
-            "killer_pid": self.killer,
-        }
+        if unit[_FIRST_LOOP] is None or unit[_FIRST_LOOP] == loop:
+            unit[_FIRST_LOOP], unit[_FIRST_NAME] = loop, unit_type[1]
+        unit[_NAME] = unit_type[1]
 
 
-def _owner(upkeep_pid: int, player_pids: Collection[int], observer_pids: Collection[int]) -> int | None:
-    """Return the new owner's pid, or None when the upkeep pid names no entity (neutral, hostile)."""
-    if upkeep_pid in player_pids:
-        return upkeep_pid
+def _refuse_observer(upkeep_pid: Any, observer_pids: Collection[int]) -> None:
+    """Refuse a unit owned by an observer; any other pid that is no player's leaves the owner as it was."""
     if upkeep_pid in observer_pids:
         # sc2reader fails the whole load here: an observer has no unit list to append to.
         raise TrackerUnsupported(f"a unit is owned by observer pid {upkeep_pid}")
-    return None
 
 
 def _unit_records(
@@ -545,41 +585,58 @@ def _unit_records(
 ) -> list[dict[str, Any]]:
     """Follow the unit events as sc2reader's ContextLoader does; return the owned units in birth order.
 
-    The values are those _VALUE_TAGS names: index and recycle first, then the type name and
-    upkeep pid (born, init), the killer's pid (died), the upkeep pid (owner change) or the type.
+    The values are those _read_values gives: the unit's index and recycle, then its type, control
+    and upkeep pids (born, init), the killer's pid (died), the upkeep pid (owner change) or the type.
     """
-    units: dict[int, _Unit] = {}
+    units: dict[int, list[Any]] = {}
     if not known:
         observer_pids = ()  # without a datapack sc2reader stops before it assigns owners
     for loop, event_id, values in unit_events:
-        unit_id = values[0] << _UNIT_INDEX_SHIFT | values[1]
-        unit = units.get(unit_id)
+        unit_tag = values[0] << _UNIT_INDEX_SHIFT | values[1]
+        unit = units.get(unit_tag)
         if event_id == _UNIT_BORN or event_id == _UNIT_INIT:
-            unit_type = _unit_type(values[2])
             if unit is None:
-                unit = units[unit_id] = _Unit()
-                unit.set_type(unit_type, loop, known)
-            unit.started = loop
+                unit = units[unit_tag] = [None] * _UNIT_FIELDS
+                _set_type(unit, values[2], loop, known)
+            unit[_STARTED] = loop
             if event_id == _UNIT_BORN:
-                unit.finished = loop
-            owner = _owner(values[4], player_pids, observer_pids)
-            unit.owner = unit.owner if owner is None else owner
-        elif event_id == _UNIT_DONE:
-            if unit is not None:
-                unit.finished = loop
+                unit[_FINISHED] = loop
+            if values[4] in player_pids:
+                unit[_OWNER] = values[4]
+            else:
+                _refuse_observer(values[4], observer_pids)
         elif event_id == _UNIT_DIED:
-            killer = values[2] if values[2] in player_pids else None
+            by_player = values[2] in player_pids
             if unit is not None:
-                unit.died = loop
-                unit.killer = unit.killer if killer is None else killer
+                unit[_DIED] = loop
+                if by_player:
+                    unit[_KILLER] = values[2]
+        elif unit is None:
+            continue
         elif event_id == _TYPE_CHANGE:
-            unit_type = _unit_type(values[2])
-            if unit is not None:
-                unit.set_type(unit_type, loop, known)
-        elif unit is not None:  # owner change
-            owner = _owner(values[2], player_pids, observer_pids)
-            unit.owner = unit.owner if owner is None else owner
-    return [unit.record() for unit in units.values() if unit.owner is not None]
+            _set_type(unit, values[2], loop, known)
+        elif event_id == _UNIT_DONE:
+            unit[_FINISHED] = loop
+        elif values[2] in player_pids:  # owner change
+            unit[_OWNER] = values[2]
+        else:
+            _refuse_observer(values[2], observer_pids)
+    return [_unit_record(unit) for unit in units.values() if unit[_OWNER] is not None]
+
+
+def _unit_record(unit: list[Any]) -> dict[str, Any]:
+    """Return the unit as extract.unit_records shapes it."""
+    return {
+        "pid": unit[_OWNER],
+        "name": unit[_FIRST_NAME] or UNKNOWN_UNIT_NAME,
+        "final_name": unit[_NAME] or UNKNOWN_UNIT_NAME,
+        "is_building": unit[_NAME] in BUILDINGS,
+        "is_worker": unit[_NAME] in WORKERS,
+        "started_loop": unit[_STARTED],
+        "finished_loop": unit[_FINISHED],
+        "died_loop": unit[_DIED],
+        "killer_pid": unit[_KILLER],
+    }
 
 
 def stats_records(
