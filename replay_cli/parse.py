@@ -16,7 +16,8 @@ import io
 import logging
 import os
 import time
-from collections import Counter
+import types
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -208,15 +209,35 @@ def _tolerant_replay_class() -> Any:
                     self.recovered = [REASON_NO_CACHE_HANDLES]
             super().load_details()
 
+        def register_default_readers(self) -> None:
+            for name, entries in _default_readers().items():
+                self.registered_readers[name][:0] = entries
+
     # sc2reader names each instance's logger after its class's module: keep it under "sc2reader",
     # where its messages are counted (and never printed) like those of the class it extends.
     TolerantReplay.__module__ = base.__module__
     return TolerantReplay
 
 
+@functools.cache
+def _default_readers() -> dict[str, list[tuple[Any, Any]]]:
+    """sc2reader's default (filter, reader) registrations by member name, built once per process.
+
+    sc2reader builds every reader, one for each game-events protocol among them, for each replay
+    it opens: about a sixth of a summary load. Its readers keep no state between calls, so one
+    set serves every replay, registered in the same order with the same filters.
+    """
+    base = _sc2reader().resources.Replay
+    recorder = types.SimpleNamespace(registered_readers=defaultdict(list))
+    recorder.register_reader = functools.partial(base.register_reader, recorder)
+    base.register_default_readers(recorder)
+    return dict(recorder.registered_readers)
+
+
 def preload(depth: str) -> None:
     """Import sc2reader and build what parsing at `depth` needs, so that forked children inherit it."""
     _tolerant_replay_class()
+    _default_readers()
     _engine(depth)
     if depth == "summary":
         _engine(LOBBY_CHECK)
