@@ -203,8 +203,8 @@ def m007_runs_pool(db: Database) -> None:
 
 # m008: child rows point at their replay by this integer key, not by the 64-character sha256.
 REPLAY_ID_COLUMN = "replay_id"
-REPLAY_INDEXES = (("match_key",), ("degraded",))
-PLAYER_INDEXES = (("region_id", "subregion", "toon_id"), ("toon_handle",), ("name",))
+REPLAY_INDEXES: tuple[tuple[str, ...], ...] = (("match_key",), ("degraded",))
+PLAYER_INDEXES: tuple[tuple[str, ...], ...] = (("region_id", "subregion", "toon_id"), ("toon_handle",), ("name",))
 
 
 def _child_key(seq_column: str | None) -> tuple[dict[str, Any], tuple[str, ...]]:
@@ -240,7 +240,7 @@ def m008_integer_replay_ids(db: Database) -> None:
     conn = db.conn
     for view in VIEWS:
         conn.execute(f'DROP VIEW IF EXISTS "{view}"')
-    replay_columns = [c for c in db["replays"].columns_dict if c != "id"]  # type: ignore[union-attr]
+    replay_columns = [c for c in db["replays"].columns_dict if c != "id"]
     kinds = {**REPLAY_COLUMNS, **REPLAY_EXTRA_COLUMNS, **REPLAY_QUALITY_COLUMNS}
     db["replays_new"].create(  # type: ignore[union-attr]
         {"id": int, **{column: kinds[column] for column in replay_columns}}, pk="id",
@@ -259,10 +259,10 @@ def m008_integer_replay_ids(db: Database) -> None:
     for name in CHILD_TABLES:
         conn.execute(f'ALTER TABLE "{name}_new" RENAME TO "{name}"')
     db["replays"].create_index(["sha256"], unique=True)  # type: ignore[union-attr]
-    for columns in REPLAY_INDEXES:
-        db["replays"].create_index(list(columns))  # type: ignore[union-attr]
-    for columns in PLAYER_INDEXES:
-        db["players"].create_index(list(columns))  # type: ignore[union-attr]
+    for indexed in REPLAY_INDEXES:
+        db["replays"].create_index(list(indexed))  # type: ignore[union-attr]
+    for indexed in PLAYER_INDEXES:
+        db["players"].create_index(list(indexed))  # type: ignore[union-attr]
 
 
 MIGRATIONS: tuple[Callable[[Database], None], ...] = (

@@ -1,7 +1,6 @@
 """Test-only fault injection: parse functions with parse_file's signature that misbehave on cue.
 
-The fault is chosen by a word in the file name, so one batch can mix them (reliability.md §5,
-case 16). This lives under tests/, so production code can never trigger it. Workers import it by
+The fault is chosen by a word in the file name, so one batch can mix them. This lives under tests/, so production code can never trigger it. Workers import it by
 reference (tests.faults), which works because the fork server inherits the test's sys.path.
 """
 

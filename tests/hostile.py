@@ -1,4 +1,4 @@
-"""Generated bad inputs for the hardening tests (reliability.md §5): never committed binaries.
+"""Generated bad inputs for the hardening tests: never committed binaries.
 
 Each builder writes one file (or special file) into a folder and returns its name and what
 ingest must record for it: (status, error kind).

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from replay_cli.cli import cli
 
-# Which of our modules may import each third-party package (STYLE.md §1).
+# Which of our modules may import each third-party package: one module per job, so each library has one home.
 IMPORT_OWNERS = {
     "click": {"cli.py"},
     "rich": {"render.py"},

@@ -1,6 +1,6 @@
 """`replaycli ingest` under signals, kill -9 and a second writer: real subprocesses, real pool, real SQLite.
 
-reliability.md §5 cases 19-21 and acceptance checks 1-3, 5, 7. Each test starts the real CLI
+Ctrl-C, SIGTERM, kill -9 mid-batch and a locked database, each followed by a resume. Each test starts the real CLI
 (`python -m replay_cli`) or tests/fault_cli.py (the same CLI with a fault-injecting parse function,
 chosen by file name) in its own session, so the whole process group can be signalled like a
 terminal's Ctrl-C. Every child carries a marker in its environment, so leftovers are found by
@@ -24,8 +24,8 @@ import pytest
 from dbdump import table_rows
 
 MARKER_ENV = "REPLAYCLI_HARDENING_MARKER"
-EXIT_DEADLINE_S = 2.0  # reliability.md §5 case 20: 130/143 within 2 s
-ORPHAN_DEADLINE_S = 2.0  # case 19: no tagged process 2 s after a kill -9
+EXIT_DEADLINE_S = 2.0  # a stopped ingest exits with 130/143 within 2 s, whatever its workers are doing
+ORPHAN_DEADLINE_S = 2.0  # no tagged process may outlive a kill -9 of the CLI by more than 2 s
 N_REAL = 60
 N_SLEEP = 12
 # Columns that legitimately differ between an interrupted-and-resumed run and a clean one.
@@ -217,7 +217,6 @@ def dump(db: Path) -> dict[str, list[tuple]]:
     """Every row of the data tables, minus timing/run columns, sorted."""
     conn = sqlite3.connect(db)
     try:
-        tables = {}
         return {table: table_rows(conn, table, VOLATILE.get(table, set())) for table in DUMPED_TABLES}
     finally:
         conn.close()

@@ -177,7 +177,7 @@ def test_ladder_1v1_known_values(replay):
     assert kkkk["toon_handle"] == "3-S2-2-161623"
     assert (kkkk["region_id"], kkkk["subregion"], kkkk["toon_id"]) == (3, 2, 161623)
     assert kkkk["clan_tag"] == "金灿灿狙击队"
-    # sc2reader's APMTracker reads lower than Blizzard's number (peers.md §4).
+    # sc2reader's APMTracker counts fewer actions than Blizzard's metadata does.
     assert 0 < kkkk["apm_computed"] < kkkk["apm_blizzard"]
     assert [(c["sender_name"], c["text"]) for c in result["chat"]] == [("kaqTe", "glhf"), ("KKkk", "GL"), ("KKkk", "GG")]
     assert kaqte["workers_6m"] > 20 and kaqte["bases_10m"] >= 2

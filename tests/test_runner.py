@@ -1,4 +1,4 @@
-"""Runner tests on real pebble pools and real processes (reliability.md §5, cases 16-18)."""
+"""Runner tests on real pebble pools and real processes: crashes, hangs, memory caps, broken pools."""
 
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ def test_idle_worker_sigkill_is_survived(tmp_path: Path, caplog: pytest.LogCaptu
         for index, path in enumerate(paths):
             if index == 3:
                 # One task in flight at a time: the pool is idle here. pebble then raises
-                # RuntimeError from the next schedule() (reliability.md §1, deterministic).
+                # RuntimeError from the next schedule(): pebble refuses all work once broken.
                 killed.append(_workers()[0])
                 os.kill(killed[0], signal.SIGKILL)
                 time.sleep(1.0)  # pebble's manager notices within 0.1 s; leave room for a loaded machine
@@ -194,7 +194,7 @@ def test_stall_watchdog_rebuilds_then_gives_up_on_the_path(tmp_path: Path, monke
 
 
 def test_failing_initializer_raises_pool_unrecoverable(tmp_path: Path) -> None:
-    # A 1-byte address-space cap: every worker dies in its initializer (reliability.md §5, case 18).
+    # A 1-byte address-space cap: every worker dies in its initializer.
     paths = _files(tmp_path, [f"ok{i:02}.SC2Replay" for i in range(20)])
     results: list[Result] = []
     started = time.monotonic()
