@@ -10,7 +10,11 @@ From one run, all at depth `stats` on the real corpus:
 (d) peak RSS of the ingest CLI's main process: its own /proc/<pid>/status VmHWM, polled while it
     runs (the workers are forkserver children, so they are not in this number), on every 4th
     file, every 2nd file and all of the corpus, to show it stays flat;
-(e) `--workers 0` vs `--workers 2`, wall / wall.
+(e) `--workers 0` vs `--workers 2`, wall / wall;
+(f) the main process's own CPU (utime + stime from /proc/<pid>/stat, polled like the memory) per
+    parsed file, in total and beyond what the unchanged re-run costs (interpreter start-up,
+    imports, the pool, the walk and the lookups, which every run pays), and the database's bytes
+    per stored replay.
 
 Interleaving: each round runs every configuration once over all the files, in an order that
 rotates from round to round (the re-run always directly follows its first run). Ratios are
@@ -29,6 +33,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import os
 import re
 import shlex
 import statistics
@@ -92,6 +97,8 @@ class IngestRun:
     json_wall: float  # the CLI's own wall_seconds: the ingest loop, without interpreter start-up
     peak_rss_kib: int  # the CLI process's own VmHWM
     median_rss_kib: float  # median of the VmRSS samples: the typical footprint, not the worst moment
+    main_cpu: float = 0.0  # the CLI process's own utime + stime at its last poll, seconds
+    db_bytes: int = 0  # the database file and its WAL after the run
     counts: dict[str, int] = field(default_factory=dict)
     exit_code: int = 0
 
@@ -129,6 +136,23 @@ def read_memory_kib(pid: int) -> tuple[int, int] | None:
     return (int(peak.group(1)), int(current.group(1))) if peak and current else None
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def read_cpu_seconds(pid: int) -> float | None:
+    """The process's own utime + stime (not its children's); None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # fields 14 and 15 of proc(5), after ")"
+
+
+def database_bytes(db: Path) -> int:
+    """The database file plus its WAL, as the run left them."""
+    return sum(path.stat().st_size for path in (db, Path(f"{db}-wal")) if path.exists())
+
+
 def ingest_command(db: Path, workers: int) -> list[str]:
     """The ingest command line; the paths come on stdin."""
     return [replaycli_executable(), "ingest", "-", "--db", str(db), "--workers", str(workers),
@@ -139,22 +163,24 @@ def run_ingest(paths_file: Path, files: int, db: Path, workers: int) -> IngestRu
     """Run the CLI on a path list, polling its own VmHWM and VmRSS until it exits."""
     argv = ingest_command(db, workers)
     out_path, err_path = db.with_suffix(".out.json"), db.with_suffix(".err.txt")
-    peak, samples = 0, []
+    peak, samples, cpu = 0, [], 0.0
     with paths_file.open("rb") as stdin, out_path.open("wb") as out, err_path.open("wb") as err:
         started = time.perf_counter()
         proc = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=err)
         while proc.poll() is None:
-            memory = read_memory_kib(proc.pid)
+            memory, seconds = read_memory_kib(proc.pid), read_cpu_seconds(proc.pid)
             if memory is not None:
                 peak = max(peak, memory[0])
                 samples.append(memory[1])
+            cpu = seconds if seconds is not None else cpu
             time.sleep(RSS_POLL_S)
         wall = time.perf_counter() - started
     summary = parse_summary(out_path, err_path, proc.returncode)
     return IngestRun(command=f"{shlex.join(argv)} < {shlex.quote(str(paths_file))}", files=files, wall=wall,
                      json_wall=float(summary.get("wall_seconds", float("nan"))), peak_rss_kib=peak,
                      median_rss_kib=statistics.median(samples) if samples else 0.0,
-                     counts=dict(summary.get("counts", {})), exit_code=proc.returncode)
+                     counts=dict(summary.get("counts", {})), exit_code=proc.returncode, main_cpu=cpu,
+                     db_bytes=database_bytes(db))
 
 
 def parse_summary(out_path: Path, err_path: Path, exit_code: int) -> dict[str, Any]:
@@ -375,6 +401,28 @@ def schedule_line(rounds: list[dict[str, Run]]) -> str:
             f"{PARALLEL_WORKERS}-worker schedule = {ideal:.1f} s; largest single file = {largest:.2f} s")
 
 
+def main_process_row(rounds: list[dict[str, Run]], key: str) -> list[str]:
+    """One configuration's (f) row: medians over the rounds."""
+    runs = [ingest(rnd, key) for rnd in rounds]
+    reruns = [ingest(rnd, RERUN) for rnd in rounds]
+    parsed = [max(1, r.counts.get("parsed", 0)) for r in runs]
+    stored = [max(1, r.counts.get("ok", 0) + r.counts.get("partial", 0)) for r in runs]
+    cpu = f"{statistics.median(r.main_cpu for r in runs):.2f}"
+    if key == RERUN:  # nothing parsed or stored: its CPU is what every run pays before parsing
+        return [LABELS[key], cpu, "-", "-", "-"]
+    per_file = statistics.median(1000 * r.main_cpu / n for r, n in zip(runs, parsed))
+    beyond = statistics.median(1000 * (r.main_cpu - again.main_cpu) / n for r, again, n in zip(runs, reruns, parsed))
+    size = statistics.median(r.db_bytes / n / 1024 for r, n in zip(runs, stored))
+    return [LABELS[key], cpu, f"{per_file:.2f}", f"{beyond:.2f}", f"{size:.1f}"]
+
+
+def main_process_table(rounds: list[dict[str, Run]]) -> str:
+    """(f): the CLI main process's own CPU per parsed file, and database bytes per stored replay."""
+    header = ["configuration (median of rounds)", "main CPU s", "ms/parsed file", "beyond re-run ms/file",
+              "KiB/stored replay"]
+    return format_table(header, [main_process_row(rounds, key) for key in (W2, W0, RERUN)])
+
+
 def mib(kib: float) -> str:
     return f"{kib / KIB_PER_MIB:.1f}"
 
@@ -412,6 +460,9 @@ def report(rounds: list[dict[str, Run]], series: list[IngestRun], args: argparse
         schedule_line(rounds),
         "",
         ratio_table(rounds),
+        "",
+        "(f) main-process CPU (the CLI's own utime + stime; workers not included) and database size",
+        main_process_table(rounds),
         "",
         "(d) main-process peak RSS (the CLI's own /proc/<pid>/status VmHWM; workers not included)",
         rss_table(rounds, series),
