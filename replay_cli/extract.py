@@ -400,6 +400,8 @@ def build_order_rows(
 ) -> list[BuildOrderRow]:
     """Build the build order: what each player made after the start, in time order."""
     rows: list[BuildOrderRow] = []
+    # Sort keys, built with the rows: (start, or completion for upgrades; pid; name).
+    keys: list[tuple[Any, Any, Any]] = []
     for unit in units:
         started = unit["started_loop"]
         if started is None or started == 0 or unit["name"] in STAT_UNIT_NAMES_EXCLUDED:
@@ -412,10 +414,11 @@ def build_order_rows(
                 "started_loop": started,
                 "finished_loop": unit["finished_loop"],
                 "died_loop": unit["died_loop"],
-                "started_s": real_seconds(started, per_second),
+                "started_s": round(started / per_second, 3),
                 "finished_s": real_seconds(unit["finished_loop"], per_second),
             }
         )
+        keys.append((started, unit["pid"], unit["name"]))
     for upgrade in upgrades:
         rows.append(
             {
@@ -429,6 +432,6 @@ def build_order_rows(
                 "finished_s": real_seconds(upgrade["loop"], per_second),
             }
         )
-    rows.sort(key=lambda r: (r["started_loop"] if r["started_loop"] is not None else r["finished_loop"] or 0,
-                             r["pid"], r["name"]))
-    return rows
+        keys.append((upgrade["loop"] or 0, upgrade["pid"], upgrade["name"]))
+    # A stable sort of the positions by key: the rows' order, without a Python call per row.
+    return [rows[index] for index in sorted(range(len(rows)), key=keys.__getitem__)]
