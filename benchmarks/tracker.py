@@ -13,7 +13,8 @@ Configurations, per file:
 * direct -- from an (untimed) level-2 replay: read the raw `replay.tracker.events` member the
   way sc2reader does, then `tracker.stats_records`: the same three record lists;
 * read -- the member read alone (MPQ lookup and bzip2), the part of `direct` sc2reader shares;
-* decode -- `tracker.decode_events` alone on the (untimed) raw member: the generic decoder.
+* decode -- `tracker.read_events` alone on the (untimed) raw member: the decoding, the checks
+  and the stats rows and upgrades, without the unit records.
 
 "sc2reader's records" is l3 - l2: what level 3 and the extraction add over a summary load.
 Only files with tracker events that both paths parse are timed. Timings are printed, never
@@ -111,6 +112,7 @@ class Replay:
     def __init__(self, path: Path, data: bytes, summary: Any, raw: bytes) -> None:
         self.path, self.data, self.summary, self.raw = path, data, summary, raw
         self.lotv = int(summary.base_build or 0) >= LOTV_MIN_BUILD
+        self.per_second = extract.loops_per_real_second(summary)
         self.cpu: dict[str, list[float]] = {config: [] for config in CONFIGS}
 
     def call(self, config: str) -> Callable[[], object]:
@@ -119,7 +121,7 @@ class Replay:
             "l3": lambda: reference(self.data),
             "direct": lambda: direct(self.summary),
             "read": lambda: member(self.summary),
-            "decode": lambda: tracker.decode_events(self.raw),
+            "decode": lambda: tracker.read_events(self.raw, self.summary.build, self.per_second),
         }[config]
 
     def median(self, config: str) -> float:
