@@ -19,6 +19,7 @@ pytest.importorskip("distributed")
 
 import dask
 from distributed import Client
+from distributed.core import Status
 from test_ingest import dump
 
 import replay_cli
@@ -26,6 +27,7 @@ from replay_cli.cluster import (
     LOCAL_CLUSTER_CONFIG,
     DaskExecutor,
     ParseDeadline,
+    SoftDeadline,
     check_versions,
     cluster_backend,
     connect,
@@ -35,6 +37,7 @@ from replay_cli.cluster import (
 )
 from replay_cli.errors import ReplayCliError
 from replay_cli.ingest import IngestOptions, ingest_paths
+from replay_cli.parse import parse_file
 from replay_cli.result import Result
 from replay_cli.store import open_store
 
@@ -186,10 +189,12 @@ def test_local_cluster_settings_reach_its_processes_only(client: Client):
     while time.monotonic() < deadline:
         # on_error="return": the killed worker answers with an error until the scheduler drops it.
         pids = {pid for pid in client.run(os.getpid, on_error="return").values() if isinstance(pid, int)}
-        if len(pids) == 2 and pid not in pids:
+        # A nanny still starting its worker would not restart it if the next test killed it at once.
+        settled = all(nanny.status == Status.running for nanny in client.cluster.workers.values())
+        if len(pids) == 2 and pid not in pids and settled:
             break
         time.sleep(0.2)
-    assert len(pids) == 2 and pid not in pids, "the killed worker was never replaced"
+    assert len(pids) == 2 and pid not in pids and settled, "the killed worker was never replaced"
     tick_ms = 1000 * dask.utils.parse_timedelta(LOCAL_CLUSTER_CONFIG["distributed.admin.tick.interval"])
     assert set(client.run(_worker_tick_ms).values()) == {tick_ms}
     assert set(client.run(_profiles).values()) == {False}
@@ -232,6 +237,9 @@ def test_the_soft_deadline_turns_a_runaway_parse_into_a_timeout(client: Client, 
                                                                  tmp_path: Path):
     spin = tmp_path / "spin.SC2Replay"
     shutil.copy(good_paths[0], spin)
+    # A worker an earlier test restarted imports sc2reader on its first parse, which alone can take
+    # longer than DEADLINE_S on a loaded machine: import it before any deadline runs.
+    client.run(parse_file, good_paths[0], "summary")
     pids_before = client.run(os.getpid)
     backend = cluster_backend(client, depth="summary", timeout=DEADLINE_S, batch_size=3, task=spin_batch)
     started = time.monotonic()
@@ -248,9 +256,10 @@ def test_the_soft_deadline_turns_a_runaway_parse_into_a_timeout(client: Client, 
     assert {r["status"] for r in again.values()} == {"ok"}
 
 
-def test_the_deadline_never_leaks_past_a_finished_parse():
-    # Race the timer against parses that end right around the deadline; a leaked async exception
-    # would surface in the busy loop afterwards.
+@pytest.mark.parametrize("shared_guard", [False, True], ids=["guard-per-parse", "guard-per-batch"])
+def test_the_deadline_never_leaks_past_a_finished_parse(shared_guard: bool):
+    # Race the watcher against parses that end right around the deadline; a leaked async exception
+    # would surface in the busy loop afterwards. parse_batch shares one guard across its files.
     outcomes: list[str] = []
     errors: list[BaseException] = []
 
@@ -262,10 +271,13 @@ def test_the_deadline_never_leaks_past_a_finished_parse():
 
     def race() -> None:
         try:
+            guard = SoftDeadline(0.004) if shared_guard else None
             for i in range(150):
                 seconds = 0.002 + (i % 5) * 0.001
-                result = parse_with_deadline("f", lambda s=seconds: work(s), "summary", 0.004)
+                result = parse_with_deadline("f", lambda s=seconds: work(s), "summary", 0.004, guard)
                 outcomes.append(result["status"])
+            if guard is not None:
+                guard.close()
             work(0.3)
         except BaseException as exc:  # the leak this test looks for
             errors.append(exc)
@@ -275,6 +287,26 @@ def test_the_deadline_never_leaks_past_a_finished_parse():
     thread.join()
     assert not errors
     assert set(outcomes) <= {"ok", "failed"} and len(outcomes) == 150
+
+
+def test_one_guard_times_out_only_the_file_that_overran():
+    # A batch's files share one watcher thread: a runaway file fails as a timeout, and the files
+    # after it get a fresh deadline of their own.
+    def quick() -> Result:
+        return {"status": "ok"}  # type: ignore[typeddict-item]
+
+    guard = SoftDeadline(DEADLINE_S)
+    try:
+        results = [parse_with_deadline(name, work, "summary", DEADLINE_S, guard)
+                   for name, work in (("before", quick), ("spin", _spin), ("after", quick), ("last", quick))]
+        watchers = [t for t in threading.enumerate() if t is guard.watcher]
+    finally:
+        guard.close()
+    assert [r["status"] for r in results] == ["ok", "failed", "ok", "ok"]
+    assert results[1]["error"]["kind"] == "timeout" and results[1]["source"] == "spin"
+    assert len(watchers) == 1
+    guard.watcher.join(SPIN_LIMIT_S)
+    assert not guard.watcher.is_alive()
 
 
 def test_should_stop_ends_the_run_and_cancels_the_rest(client: Client, good_paths: list[str]):
