@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling parse_de
 import psutil  # comes with distributed
 from parse_depths import command_line, format_table, load_corpus, machine_line, resolve_corpus
 
+from replay_cli.backend import ParseBackend
 from replay_cli.cluster import DEFAULT_BATCH_SIZE, cluster_backend, local_cluster, quiet_dask
 from replay_cli.ingest import IngestOptions, ingest_paths
 from replay_cli.parse import parse_file
@@ -47,9 +48,6 @@ DEFAULT_ROUNDS = 3
 DEFAULT_DEPTH = "summary"  # the depth where per-task overhead matters most
 WARM_UP_FILES = 8
 LOCAL = "local pebble pool (2 workers)"
-
-Backend = Callable[[Iterator[str], Callable[[], object]], Iterator[Any]]
-
 
 @dataclass
 class Measured:
@@ -79,7 +77,7 @@ def tree_cpu_seconds() -> float:
     return total
 
 
-def ingest(paths: Sequence[str], depth: str, backend: Backend | None) -> Measured:
+def ingest(paths: Sequence[str], depth: str, backend: ParseBackend | None) -> Measured:
     """Ingest paths into a fresh database with backend (None: the local pool); return wall and CPU."""
     with tempfile.TemporaryDirectory() as work:
         cpu_before, started = tree_cpu_seconds(), time.perf_counter()

@@ -128,8 +128,9 @@ def local_cluster(workers: int) -> LocalCluster:
         # A nanny hands its configuration to every worker it starts, replacements for killed ones
         # too; its default is a shallow copy of the global one, which this block restores on exit.
         worker_config = copy.deepcopy(dask.config.config)
-        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                            dashboard_address=None, silence_logs=logging.ERROR, config=worker_config)
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,  # type: ignore[no-untyped-call]
+                            host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR,
+                            config=worker_config)
 
 
 def replaycli_version() -> str:
