@@ -40,9 +40,9 @@ Item = tuple[str, "bytes | None"]  # (path, its bytes), bytes None when workers 
 BatchTask = Callable[[list[Item], str, int, float], list[Result]]
 
 INSTALL_HINT = 'pip install "replaycli[cluster]"'
-# One Dask task costs about 6 ms of CPU across client, scheduler and worker, most of a parse at
-# depth summary: 64 files per task bring that under 0.1 ms per file, and a run of 128 files still
-# gives two workers a batch each.
+# One Dask task costs 7-9 ms of CPU across client, scheduler and worker, more than a parse at depth
+# summary: 64 files per task bring that to about 0.1 ms per file, and a run of more than 64 files
+# still gives both workers of a 2-worker cluster a batch.
 DEFAULT_BATCH_SIZE = 64
 # A batch also closes at this many bytes of replay data, so the batches in flight hold a bounded
 # amount of memory on both sides whatever the batch size (replays are under 3 MB, most under 0.2 MB).
@@ -56,7 +56,7 @@ REFIRE_S = 1.0  # re-raise the deadline if the parse swallowed it (a bare `excep
 QUIET_LOGGERS = ("distributed", "tornado", "bokeh")
 # Periodic callbacks that every scheduler, nanny and worker runs, busy or idle, at intervals meant
 # for interactive arrays and dataframes; a 2-worker LocalCluster spent about 0.1 CPU-second per
-# second on them, as much per file as the tasks themselves. Set only for clusters local_cluster
+# second on them, busy or idle (0.015 with these settings). Set only for clusters local_cluster
 # starts: a cluster reached by address keeps its own configuration.
 LOCAL_CLUSTER_CONFIG: dict[str, object] = {
     "distributed.worker.profile.enabled": False,  # samples each task thread's stack every 10 ms
