@@ -224,7 +224,7 @@ def _mebibytes(value: int | None) -> int | None:
               help="Parse on a Dask cluster, e.g. tcp://host:8786 (env REPLAYCLI_SCHEDULER; needs replaycli[cluster]).")
 @click.option("--shared-fs", is_flag=True, help="With --scheduler: workers read the paths themselves (shared storage).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="With --scheduler: files per Dask task [default: 16].")
+              help="With --scheduler: files per Dask task [default: 64].")
 @click.option("--pack-password", envvar="REPLAYCLI_PACK_PASSWORD", default=None, metavar="TEXT",
               help="Unlocks password-protected (ZipCrypto) zip members (env REPLAYCLI_PACK_PASSWORD).")
 @_filter_options
