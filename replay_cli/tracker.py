@@ -3,6 +3,8 @@
 The member is a list of events in Blizzard's self-describing "versioned" encoding: every value
 starts with a type byte, and structs carry their field tags, so one generic decoder reads every
 protocol version. Unit types and upgrades are named by strings, so no balance data is needed.
+The few byte layouts nearly every event comes in are matched by one regular expression instead
+(the fast path below); the generic decoder reads whatever else a stream holds.
 
 The records are exactly what extract.py builds from a level-3 sc2reader replay run through the
 GameHeartNormalizer and ContextLoader plugins: this module repeats sc2reader 1.9.0's rules
@@ -331,11 +333,13 @@ _VALUE_RES = {
     "i": rb"\x09" + _VINT_RE,
     "o": rb"(?:\x09" + _VINT_RE + rb"|\x04\x00|\x04\x01\x09" + _VINT_RE + rb")",
     # A blob's length is a one-byte varint here (up to 63 bytes): one alternative per length.
-    "b": rb"\x02(?:" + b"|".join(re.escape(bytes([2 * n])) + b".{%d}" % n for n in range(_FAST_BLOB_LONGEST + 1)) + rb")",
+    "b": rb"\x02(?:"
+    + b"|".join(re.escape(bytes([2 * n])) + b".{%d}" % n for n in range(_FAST_BLOB_LONGEST + 1))
+    + rb")",
 }
 _VALUE_RES["q"] = rb"(?:\x04\x00|\x04\x01" + _VALUE_RES["b"] + rb")"
 _VALUE_RES["t"] = _VALUE_RES["g"] = _VALUE_RES["b"]
-# Unit positions: an array of small integers, captured as its count and items (see _positions).
+# Unit positions: an array of small integers, captured with its count (see _Positions).
 _VALUE_RES["p"] = rb"\x00" + _VINT_RE + rb"(?:\x09" + _VINT_RE + rb")*"
 
 # After the unit's index and recycle (tags 0 and 1), the tags each unit event's records read.
@@ -344,8 +348,9 @@ _TYPED_EVENTS = frozenset({_UNIT_BORN, _UNIT_INIT, _TYPE_CHANGE})  # their third
 _STATS_READ = (0, 1, 2, 3, 4, *range(17, 33))  # the score fields the stats rows read
 
 # (event id, field layout) per fast shape: one letter per tag in order: i int, o optional int,
-# b blob, q optional blob, t a unit type, g an upgrade's name, p unit positions; upper case for
-# the values _read_values returns, captured in that order.
+# b blob, q optional blob, t a unit type, g an upgrade's name, p unit positions;
+# upper case for the values _read_values returns, captured in that order (the positions array
+# is captured only for the check its converter makes: no record reads it).
 _FAST_SHAPES = (
     (_UNIT_BORN, "IITIIiiooq"),
     (_UNIT_BORN, "IITIIii"),
@@ -486,7 +491,8 @@ def read_events(data: bytes, build: int, per_second: float, keep_trail: bool = F
             if found is None:
                 raise _NotFast
             groups = found.groups()
-            event_id, first, stop, converters = ends[found.lastindex]
+            # Never None: every branch ends in its marker group.
+            event_id, first, stop, converters = ends[found.lastindex]  # type: ignore[index]
             values = [*map(getitem, converters, groups[first:stop])]
             loop += decoded(groups[0])
             pos = found.end()
