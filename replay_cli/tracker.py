@@ -543,7 +543,9 @@ def _rewritten_by_gameheart(events: list[tuple[int, int, list[Any]]]) -> bool:
 def _stats_row(loop: int, values: list[Any], per_second: float) -> PlayerStatsRow:
     """Build one player_stats row from a PlayerStatsEvent's player and _STATS_READ scores,
     clamped at zero as sc2reader does."""
-    score = [value if value > 0 else 0 for value in values]  # score[i]: _STATS_READ[i - 1]
+    # score[i]: _STATS_READ[i - 1]. Values are rarely negative: clamp only when one is (the pid
+    # is read from values, unclamped, either way).
+    score = values if min(values) >= 0 else [value if value > 0 else 0 for value in values]
     return {
         "pid": values[0],
         "game_loop": loop,
