@@ -65,7 +65,7 @@ from replay_cli.result import (
     Quality,
     Result,
 )
-from replay_cli.tracker import StatsRecords, TrackerError, TrackerUnsupported, stats_records
+from replay_cli.tracker import StatsRecords, TrackerError, TrackerUnsupported, compile_fast_path, stats_records
 
 # sc2reader load levels: 0 header, 1 details + map, 2 players + chat, 3 tracker, 4 game events.
 LOAD_LEVEL_BY_DEPTH: dict[str, int] = {"summary": 2, "stats": 3, "full": 4}
@@ -238,6 +238,8 @@ def preload(depth: str) -> None:
     """Import sc2reader and build what parsing at `depth` needs, so that forked children inherit it."""
     _tolerant_replay_class()
     _default_readers()
+    if depth == "stats":
+        compile_fast_path()
     _engine(depth)
     if depth == "summary":
         _engine(LOBBY_CHECK)
