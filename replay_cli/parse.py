@@ -210,6 +210,7 @@ def _tolerant_replay_class() -> Any:
             super().load_details()
 
         def register_default_readers(self) -> None:
+            """Register sc2reader's default readers, built once per process (_default_readers)."""
             for name, entries in _default_readers().items():
                 self.registered_readers[name][:0] = entries
 

@@ -376,6 +376,7 @@ def _struct_re(layout: str) -> tuple[bytes, str]:
 
 
 def _stats_layout(count: int) -> str:
+    """The layout of a stats event's `count` score fields: the ones the rows read captured."""
     return "".join("I" if tag in _STATS_READ else "i" for tag in range(count))
 
 
@@ -430,6 +431,7 @@ class _Converted(dict[bytes, Any]):
 
 
 def _decoded(raw: bytes) -> Any:
+    """Decode one captured value, type byte first, as the generic decoder would."""
     return _vint(raw, 1)[0] if raw[0] == _VINT else _value(raw, 0, 0)[0]
 
 
