@@ -488,9 +488,11 @@ def read_events(data: bytes, build: int, per_second: float, keep_trail: bool = F
 
     Raises TrackerError when the member is truncated or malformed.
     """
+    stream = EventStream(keep_trail)
+    if not data:
+        return stream  # replays before tracker events: nothing to compile a pattern for
     pattern, ends = _fast_pattern(build >= FRIENDLY_FIRE_FIRST_BUILD, build >= KILLER_UNIT_FIRST_BUILD)
     match, decoded = pattern.match, _DECODED.__getitem__
-    stream = EventStream(keep_trail)
     player_stats, upgrades, unit_events, trail = stream.player_stats, stream.upgrades, stream.unit_events, stream.trail
     pos, end, loop, last, count = 0, len(data), 0, 0, 0
     while pos < end:
