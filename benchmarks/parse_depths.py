@@ -244,9 +244,16 @@ def time_cpu(run: Callable[[str], bool], path: str) -> tuple[float, bool]:
 
 
 def warm_up(files: Sequence[ReplayFile], table: dict[str, Callable[[str], bool]]) -> None:
-    """Run every configuration once, untimed: imports, engines and lazy data load here, not in a sample."""
-    for run in table.values():
-        run(files[0].path)
+    """Run every configuration once, untimed: imports, engines and lazy data load here, not in a sample.
+
+    On the first file, and on the first LotV file too: the first file may have no tracker
+    events, and what only tracker events load (sc2reader's tracker reader and datapacks,
+    replay_cli.tracker's compiled pattern) would otherwise land in one file's sample.
+    """
+    first_lotv = next((replay for replay in files if replay.is_lotv), files[0])
+    for path in dict.fromkeys((files[0].path, first_lotv.path)):
+        for run in table.values():
+            run(path)
 
 
 def measure(files: Sequence[ReplayFile], rounds: int, full_every: int,
