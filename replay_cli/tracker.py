@@ -350,7 +350,8 @@ _STATS_READ = (0, 1, 2, 3, 4, *range(17, 33))  # the score fields the stats rows
 # (event id, field layout) per fast shape: one letter per tag in order: i int, o optional int,
 # b blob, q optional blob, t a unit type, g an upgrade's name, p unit positions;
 # upper case for the values _read_values returns, captured in that order (the positions array
-# is captured only for the check its converter makes: no record reads it).
+# is captured only for the check its converter makes, the setup event's player only so that
+# every layout captures a value: no record reads them).
 _FAST_SHAPES = (
     (_UNIT_BORN, "IITIIiiooq"),
     (_UNIT_BORN, "IITIIii"),
@@ -362,7 +363,7 @@ _FAST_SHAPES = (
     (_UNIT_INIT, "IITIIii"),
     (_UNIT_DONE, "II"),
     (_UNIT_POSITIONS, "iP"),
-    (_PLAYER_SETUP, "iioo"),
+    (_PLAYER_SETUP, "Iioo"),
 )
 
 
@@ -380,13 +381,14 @@ def _stats_layout(count: int) -> str:
     return "".join("I" if tag in _STATS_READ else "i" for tag in range(count))
 
 
-_Shape = tuple[int, int, int, tuple[Any, ...]]  # (event id, first value, end of values, converters)
+_Shape = tuple[int, tuple[int, ...], tuple[Any, ...]]  # (event id, group numbers, their converters)
 
 
 @functools.cache
 def _fast_pattern(friendly_fire: bool, killer_unit: bool) -> tuple[re.Pattern[bytes], dict[int, _Shape]]:
     """Compile the event pattern for a build; return it and, by the group number of each
-    shape's end marker, (event id, first value, end of values, converters) for match.groups()."""
+    shape's end marker, (event id, group numbers, converters): the groups to read, the loop
+    delta's first, and how to convert each."""
     shapes = [(event_id, _struct_re(layout)) for event_id, layout in _FAST_SHAPES
               if not (killer_unit and event_id == _UNIT_DIED and len(layout) == 5)]
     for count in (39,) if friendly_fire else (39, 33):
@@ -395,8 +397,9 @@ def _fast_pattern(friendly_fire: bool, killer_unit: bool) -> tuple[re.Pattern[by
     branches, ends, group = [], {}, 1  # group 1 is the loop delta
     for event_id, (body, letters) in shapes:
         branches.append(re.escape(bytes([2 * event_id])) + body + b"()")
-        converters = tuple(_CONVERTERS[letter] for letter in letters)
-        ends[group + len(letters) + 1] = (event_id, group, group + len(letters), converters)
+        # Two groups at least, so that match.group() returns a tuple: every layout captures a value.
+        numbers = (1, *range(group + 1, group + len(letters) + 1))
+        ends[group + len(letters) + 1] = (event_id, numbers, (_DECODED, *(_CONVERTERS[letter] for letter in letters)))
         group += len(letters) + 1
     header = rb"\x03[\x00\x02\x04\x06](\x09" + _VINT_RE + rb")\x09"
     return re.compile(header + b"(?:" + b"|".join(branches) + b")", re.DOTALL), ends
@@ -492,7 +495,7 @@ def read_events(data: bytes, build: int, per_second: float, keep_trail: bool = F
     if not data:
         return stream  # replays before tracker events: nothing to compile a pattern for
     pattern, ends = _fast_pattern(build >= FRIENDLY_FIRE_FIRST_BUILD, build >= KILLER_UNIT_FIRST_BUILD)
-    match, decoded = pattern.match, _DECODED.__getitem__
+    match = pattern.match
     player_stats, upgrades, unit_events, trail = stream.player_stats, stream.upgrades, stream.unit_events, stream.trail
     pos, end, loop, last, count = 0, len(data), 0, 0, 0
     while pos < end:
@@ -500,11 +503,10 @@ def read_events(data: bytes, build: int, per_second: float, keep_trail: bool = F
         try:
             if found is None:
                 raise _NotFast
-            groups = found.groups()
             # Never None: every branch ends in its marker group.
-            event_id, first, stop, converters = ends[found.lastindex]  # type: ignore[index]
-            values = [*map(getitem, converters, groups[first:stop])]
-            loop += decoded(groups[0])
+            event_id, numbers, converters = ends[found.lastindex]  # type: ignore[index]
+            delta, *values = map(getitem, converters, found.group(*numbers))
+            loop += delta
             pos = found.end()
         except _NotFast:
             delta, event_id, values, pos = _generic_event(data, pos, build)
