@@ -1,4 +1,4 @@
-"""Cluster mode on a real 2-process Dask LocalCluster (distributed.md §4, §5, §7)."""
+"""Cluster mode on a real 2-process Dask LocalCluster: results, worker deaths, cancellation, batching."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def spin_batch(items: list[tuple[str, bytes | None]], depth: str, max_bytes: int
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
     """A real 2-process LocalCluster from local_cluster; a task fails as KilledWorker after killing 2 workers."""
-    # Set before the scheduler exists: it reads allowed-failures once (default 3 = 4 deaths, §4).
+    # Set before the scheduler exists: it reads allowed-failures once (default 3, so 4 deaths).
     with (dask.config.set({"distributed.scheduler.allowed-failures": 1}),
           local_cluster(2) as local,
           Client(local) as dask_client):
@@ -325,7 +325,7 @@ def test_should_stop_ends_the_run_and_cancels_the_rest(client: Client, good_path
             stop.set()
     assert len(results) == 1
     assert time.monotonic() - started < len(good_paths) * SLOW_PER_FILE_S / 2
-    # Cancelling is asynchronous and a running task is never interrupted (§5): the two running
+    # Cancelling is asynchronous and Dask never interrupts a running task: the two running
     # batches finish, and nothing queued behind them starts.
     deadline = time.monotonic() + 10 * SLOW_PER_FILE_S
     while any(client.processing().values()) and time.monotonic() < deadline:
