@@ -180,6 +180,28 @@ def _duration(rng: random.Random, scenario: str) -> int:
     return rng.randrange(4, 16) * LOOPS_PER_MINUTE + rng.randrange(0, LOOPS_PER_MINUTE)
 
 
+def _chat(rng: random.Random, scenario: str, human_count: int, observer_count: int, duration: int) -> list[ChatLine]:
+    """A few chat lines from the humans; observers (the last senders) write to the observers' channel."""
+    chat_pool = {"unicode": UNICODE_CHAT, "hostile": HOSTILE_CHAT}.get(scenario, CHAT_TEXTS)
+    chat = []
+    chatty = scenario in ("1v1", "unicode", "hostile")
+    for _ in range(rng.randrange(1 if chatty else 0, 5)):
+        sender = rng.randrange(human_count)
+        channel = "observers" if sender >= human_count - observer_count else "all"
+        if channel == "all" and rng.random() < 0.3:
+            channel = "allies"
+        chat.append(ChatLine(rng.randrange(0, duration + 1), sender, rng.choice(chat_pool), channel))
+    return chat
+
+
+def _map_name(rng: random.Random, scenario: str) -> str:
+    """A ladder map's name; the hostile scenario replaces it with markup, SQL or a terminal escape."""
+    map_name = rng.choice(MAP_NAMES)
+    if scenario == "hostile":
+        map_name = rng.choice(("[blink]Map[/blink]", "Map'; DROP TABLE maps;--", "\x1b[7mMap"))
+    return map_name
+
+
 def describe_game(seed: int, index: int) -> GameDescription:
     """The game number ``index`` of catalogue ``seed``."""
     rng = random.Random(f"replaycli-synth:{seed}:{index}")
@@ -224,18 +246,8 @@ def describe_game(seed: int, index: int) -> GameDescription:
         for n in range(observer_count)
     )
     human_count = sum(1 for p in players if not p.is_ai) + observer_count
-    chat_pool = {"unicode": UNICODE_CHAT, "hostile": HOSTILE_CHAT}.get(scenario, CHAT_TEXTS)
-    chat = []
-    chatty = scenario in ("1v1", "unicode", "hostile")
-    for _ in range(rng.randrange(1 if chatty else 0, 5)):
-        sender = rng.randrange(human_count)
-        channel = "observers" if sender >= human_count - observer_count else "all"
-        if channel == "all" and rng.random() < 0.3:
-            channel = "allies"
-        chat.append(ChatLine(rng.randrange(0, duration + 1), sender, rng.choice(chat_pool), channel))
-    map_name = rng.choice(MAP_NAMES)
-    if scenario == "hostile":
-        map_name = rng.choice(("[blink]Map[/blink]", "Map'; DROP TABLE maps;--", "\x1b[7mMap"))
+    chat = _chat(rng, scenario, human_count, observer_count, duration)
+    map_name = _map_name(rng, scenario)
     # Spacing games 17 minutes (+ the seed) apart keeps every index distinct.
     start = EPOCH + timedelta(minutes=17 * index, seconds=seed % 86_400)
     return GameDescription(

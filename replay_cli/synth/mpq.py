@@ -139,6 +139,70 @@ def _hash_table_size(file_count: int) -> int:
     return size
 
 
+BlockEntry = tuple[int, int, int, int]  # (offset, stored size, uncompressed size, flags)
+
+
+def _member_blocks(
+    members: Sequence[tuple[str, bytes]], compression: str, precompressed: Mapping[str, tuple[bytes, int]] | None
+) -> tuple[bytes, list[BlockEntry]]:
+    """Pack every member after the archive header; return the blocks' bytes and their block-table entries."""
+    body = bytearray()
+    block_entries: list[BlockEntry] = []
+    offset = ARCHIVE_HEADER_SIZE
+    packed: dict[bytes, tuple[bytes, int]] = {}  # .backup members repeat data
+    for name, data in members:
+        if precompressed and name in precompressed:
+            stored, size = precompressed[name]
+            flags = MPQ_FILE_EXISTS | MPQ_FILE_SINGLE_UNIT | MPQ_FILE_COMPRESS
+        else:
+            if data not in packed:
+                packed[data] = _pack_block(data, compression)
+            (stored, flags), size = packed[data], len(data)
+        block_entries.append((offset, len(stored), size, flags))
+        body += stored
+        offset += len(stored)
+    return bytes(body), block_entries
+
+
+def _hash_table(names: Sequence[str]) -> bytes:
+    """The unencrypted hash table: each name in the first free slot from its hash, with open addressing."""
+    table_size = _hash_table_size(len(names))
+    slots: list[tuple[int, int, int, int, int] | None] = [None] * table_size
+    for block_index, name in enumerate(names):
+        slot = mpq_hash(name, HASH_TABLE_OFFSET) % table_size
+        while slots[slot] is not None:
+            slot = (slot + 1) % table_size
+        slots[slot] = (
+            mpq_hash(name, HASH_NAME_A),
+            mpq_hash(name, HASH_NAME_B),
+            NEUTRAL_LOCALE,
+            DEFAULT_PLATFORM,
+            block_index,
+        )
+    empty_slot = (EMPTY_HASH, EMPTY_HASH, 0xFFFF, 0xFFFF, EMPTY_HASH)
+    return b"".join(struct.pack(HASH_ENTRY_FORMAT, *(entry or empty_slot)) for entry in slots)
+
+
+def _headers(user_data: bytes, body_end: int, hash_table: bytes, block_table: bytes, blocks: int) -> bytes:
+    """The user-data block (padded to ARCHIVE_OFFSET) and the archive header that follows it."""
+    hash_table_offset = body_end
+    block_table_offset = hash_table_offset + len(hash_table)
+    archive_header = struct.pack(
+        ARCHIVE_HEADER_FORMAT,
+        ARCHIVE_MAGIC,
+        ARCHIVE_HEADER_SIZE,
+        block_table_offset + len(block_table),
+        ARCHIVE_FORMAT_VERSION,
+        SECTOR_SIZE_SHIFT,
+        hash_table_offset,
+        block_table_offset,
+        len(hash_table) // struct.calcsize(HASH_ENTRY_FORMAT),
+        blocks,
+    )
+    user_header = struct.pack(USER_DATA_HEADER_FORMAT, USER_DATA_MAGIC, USER_DATA_SIZE, ARCHIVE_OFFSET, len(user_data))
+    return (user_header + user_data).ljust(ARCHIVE_OFFSET, b"\x00") + archive_header
+
+
 def build_archive(
     members: Sequence[tuple[str, bytes]],
     user_data: bytes,
@@ -158,75 +222,14 @@ def build_archive(
         raise ValueError(f"unknown compression {compression!r}")
     if len(user_data) + struct.calcsize(USER_DATA_HEADER_FORMAT) > USER_DATA_SIZE:
         raise ValueError("user data does not fit in the user-data block")
-    names = [name for name, _ in members]
-    listfile = "".join(f"{name}\r\n" for name in names).encode("ascii")
+    listfile = "".join(f"{name}\r\n" for name, _ in members).encode("ascii")
     all_members = [*members, (LISTFILE_NAME, listfile)]
-
-    body = bytearray()
-    block_entries = []
-    offset = ARCHIVE_HEADER_SIZE
-    packed: dict[bytes, tuple[bytes, int]] = {}  # .backup members repeat data
-    for name, data in all_members:
-        if precompressed and name in precompressed:
-            stored, size = precompressed[name]
-            flags = MPQ_FILE_EXISTS | MPQ_FILE_SINGLE_UNIT | MPQ_FILE_COMPRESS
-            block_entries.append((offset, len(stored), size, flags))
-            body += stored
-            offset += len(stored)
-            continue
-        if data not in packed:
-            packed[data] = _pack_block(data, compression)
-        stored, flags = packed[data]
-        block_entries.append((offset, len(stored), len(data), flags))
-        body += stored
-        offset += len(stored)
-
-    table_size = _hash_table_size(len(all_members))
-    slots: list[tuple[int, int, int, int, int] | None] = [None] * table_size
-    for block_index, (name, _) in enumerate(all_members):
-        slot = mpq_hash(name, HASH_TABLE_OFFSET) % table_size
-        while slots[slot] is not None:
-            slot = (slot + 1) % table_size
-        slots[slot] = (
-            mpq_hash(name, HASH_NAME_A),
-            mpq_hash(name, HASH_NAME_B),
-            NEUTRAL_LOCALE,
-            DEFAULT_PLATFORM,
-            block_index,
-        )
-    empty_slot = (EMPTY_HASH, EMPTY_HASH, 0xFFFF, 0xFFFF, EMPTY_HASH)
-    hash_table = b"".join(struct.pack(HASH_ENTRY_FORMAT, *(entry or empty_slot)) for entry in slots)
-    block_table = b"".join(struct.pack(BLOCK_ENTRY_FORMAT, *e) for e in block_entries)
-
-    hash_table_offset = offset
-    block_table_offset = hash_table_offset + len(hash_table)
-    archive_size = block_table_offset + len(block_table)
-    archive_header = struct.pack(
-        ARCHIVE_HEADER_FORMAT,
-        ARCHIVE_MAGIC,
-        ARCHIVE_HEADER_SIZE,
-        archive_size,
-        ARCHIVE_FORMAT_VERSION,
-        SECTOR_SIZE_SHIFT,
-        hash_table_offset,
-        block_table_offset,
-        table_size,
-        len(block_entries),
-    )
-    user_header = struct.pack(
-        USER_DATA_HEADER_FORMAT,
-        USER_DATA_MAGIC,
-        USER_DATA_SIZE,
-        ARCHIVE_OFFSET,
-        len(user_data),
-    )
-    prefix = (user_header + user_data).ljust(ARCHIVE_OFFSET, b"\x00")
-    return b"".join(
-        (
-            prefix,
-            archive_header,
-            bytes(body),
-            encrypt_table(hash_table, MPQ_HASH_TABLE_KEY),
-            encrypt_table(block_table, MPQ_BLOCK_TABLE_KEY),
-        )
-    )
+    body, block_entries = _member_blocks(all_members, compression, precompressed)
+    hash_table = _hash_table([name for name, _ in all_members])
+    block_table = b"".join(struct.pack(BLOCK_ENTRY_FORMAT, *entry) for entry in block_entries)
+    return b"".join((
+        _headers(user_data, ARCHIVE_HEADER_SIZE + len(body), hash_table, block_table, len(block_entries)),
+        body,
+        encrypt_table(hash_table, MPQ_HASH_TABLE_KEY),
+        encrypt_table(block_table, MPQ_BLOCK_TABLE_KEY),
+    ))
