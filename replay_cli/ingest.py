@@ -66,7 +66,7 @@ def local_backend(options: IngestOptions, parse_fn: Callable[[str, str, int], Re
     def run(paths: Iterator[str | ReplayBytes], should_stop: Callable[[], object]) -> Iterator[Result | None]:
         return run_parses(paths, depth=options.depth, workers=options.workers, timeout=options.timeout,
                           max_memory=options.max_memory, max_bytes=options.max_bytes, parse_fn=parse_fn,
-                          bytes_fn=bytes_fn, should_stop=should_stop, monitor=monitor)
+                          bytes_fn=bytes_fn, should_stop=should_stop, monitor=monitor, pack_rows=True)
 
     return run
 

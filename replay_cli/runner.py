@@ -36,6 +36,7 @@ from replay_cli.platforms import (
 )
 from replay_cli.poolwatch import PoolMonitor, pool_processes, retire_after_memory_failure, run_in_worker, watch_task
 from replay_cli.result import Result
+from replay_cli.rowpack import run_packed
 
 ParseFn = Callable[[str, str, int], Result]
 BytesParseFn = Callable[..., Result]  # parse_replay(data, depth, source=...), maybe with filters bound
@@ -78,6 +79,7 @@ def run_parses(
     max_tasks_per_worker: int = MAX_TASKS_PER_WORKER,
     should_stop: StopCheck = lambda: False,
     monitor: PoolMonitor | None = None,
+    pack_rows: bool = False,
 ) -> Generator[Result | None, None, None]:
     """Yield one Result per path in completion order, and None as an idle tick at least every 0.25 s.
 
@@ -85,7 +87,8 @@ def run_parses(
     parse. A pool that cannot start falls back to inline with a warning. When should_stop() turns
     true, or the generator is closed, the pool is stopped and in-flight paths are not yielded.
     Raises PoolUnrecoverable after backend.MAX_BREAKAGES_WITHOUT_PROGRESS pool breakages in a row.
-    monitor, when given, collects what the pool's workers did (see poolwatch).
+    monitor, when given, collects what the pool's workers did (see poolwatch). pack_rows has pool
+    workers return the big child tables packed for the writer (rowpack.py); inline parses never pack.
     """
     path_iter = iter(paths)
     # Start no pool until there is something to parse: an unchanged re-run skips every file, and
@@ -100,7 +103,7 @@ def run_parses(
         try:
             pool.start()
             executor = PoolExecutor(pool, parse_fn, depth, max_bytes, max_in_flight or IN_FLIGHT_PER_WORKER * workers,
-                                    bytes_fn)
+                                    bytes_fn, pack_rows)
         except _START_ERRORS as exc:
             pool.stop()
             log.warning("cannot start %d worker processes (%s: %s); parsing in this process",
@@ -214,12 +217,15 @@ class PoolExecutor(Executor):
     """Parse one path per task on a LocalPool; timeouts and crashes are re-checked alone."""
 
     def __init__(self, pool: LocalPool, parse_fn: ParseFn, depth: str, max_bytes: int, window: int,
-                 bytes_fn: BytesParseFn = parse_replay) -> None:
+                 bytes_fn: BytesParseFn = parse_replay, pack_rows: bool = False) -> None:
         self.pool, self.parse_fn, self.depth, self.max_bytes = pool, parse_fn, depth, max_bytes
-        self.window, self.bytes_fn = max(1, window), bytes_fn
+        self.window, self.bytes_fn, self.pack_rows = max(1, window), bytes_fn, pack_rows
 
     def submit(self, job: Job) -> cf.Future[Any]:
-        return self.pool.submit(*work_for(job.payload, self.parse_fn, self.bytes_fn, self.depth, self.max_bytes))
+        fn, args, kwargs = work_for(job.payload, self.parse_fn, self.bytes_fn, self.depth, self.max_bytes)
+        if self.pack_rows:  # the worker packs the result's big child tables for the writer
+            fn, args = run_packed, (fn, *args)
+        return self.pool.submit(fn, args, kwargs)
 
     def settle(self, future: cf.Future[Any], job: Job) -> Settled:
         self.pool.sample()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from replay_cli.archive import archive_bytes, archive_file
 from replay_cli.result import STATUS_FAILED, STATUS_FILTERED, Result
+from replay_cli.rowpack import packed_rows
 from replay_cli.store import BatchCounts, FileStat, Store
 
 log = logging.getLogger("replay_cli.ingest")
@@ -25,8 +26,9 @@ FLUSH_EVERY_ROWS = 10_000
 
 
 def child_rows(result: Result) -> int:
-    """Count the rows a result adds besides its replay row."""
-    return len(result["players"]) + len(result["chat"]) + len(result["build_order"]) + len(result["player_stats"])
+    """Count the rows a result adds besides its replay row, packed ones (rowpack.py) included."""
+    plain = len(result["players"]) + len(result["chat"]) + len(result["build_order"]) + len(result["player_stats"])
+    return plain + packed_rows(result)
 
 
 class BatchWriter:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from replay_cli import result as schema
 from replay_cli.errors import ReplayCliError, StoreError
 from replay_cli.migrations import CHILD_TABLES, MIGRATIONS
+from replay_cli.rowpack import LAYOUT, PACKED_KEY, pack, packed_bytes
 from replay_cli.store import (
     BUSY_TIMEOUT_MS,
     LOOKUP_CHUNK,
@@ -834,3 +835,48 @@ def test_migrations_keep_every_row_from_a_database_before_m003(db_path: Path) ->
     assert after == before and all(before.values())
     assert clustered == set(CHILD_TABLES)
     assert rows(db_path, "PRAGMA page_size") == [{"page_size": 4096}]  # an existing database keeps its pages
+
+
+# --- packed child rows (rowpack.py) ------------------------------------------------------------
+
+
+def test_packed_rows_store_what_plain_rows_store(tmp_path: Path) -> None:
+    result = make_result()
+    repeated = dict(result["player_stats"][0], minerals=999)  # a repeated sample: the last one wins
+    result["player_stats"].append(repeated)
+    packed = pack(copy.deepcopy(result))
+    assert packed_bytes(packed) is not None and packed["build_order"] == packed["player_stats"] == []
+    with open_store(tmp_path / "plain.db") as plain, open_store(tmp_path / "packed.db") as other:
+        assert plain.save_batch([(stat(), result)], run_id=1) == other.save_batch([(stat(), packed)], run_id=1)
+    for table in CHILD_TABLES:
+        query = f"SELECT * FROM {table} ORDER BY 1, 2, 3"
+        assert rows(tmp_path / "packed.db", query) == rows(tmp_path / "plain.db", query) != [], table
+    assert {"minerals": 999} in rows(tmp_path / "packed.db", "SELECT minerals FROM player_stats")
+
+
+def _reordered_database() -> bytes:
+    """A database with the packed tables created in another order: their root pages differ."""
+    conn = sqlite3.connect(":memory:")
+    for _table, _root, create_sql in reversed(LAYOUT):
+        conn.execute(create_sql)
+    return conn.serialize()
+
+
+@pytest.mark.parametrize("spoiled", [b"not a database " * 100, _reordered_database()], ids=["garbage", "reordered"])
+def test_unreadable_packed_rows_fail_that_file_alone(store: Store, spoiled: bytes) -> None:
+    bad = pack(make_result("c" * 64))
+    bad[PACKED_KEY] = spoiled
+    counts = store.save_batch([(stat("/r/good.SC2Replay"), pack(make_result("d" * 64))),
+                               (stat("/r/bad.SC2Replay"), bad)], run_id=2)
+    assert (counts.ok, counts.failed) == (1, 1)
+    assert [path for path, _type, _reason in counts.store_errors] == ["/r/bad.SC2Replay"]
+    assert rows(store, "SELECT sha256 FROM replays") == [{"sha256": "d" * 64}]
+    assert store._conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert rows(store, "SELECT count(*) AS n FROM build_order WHERE replay_id NOT IN (SELECT id FROM replays)") \
+        == [{"n": 0}]
+
+
+def test_a_result_sqlite_cannot_hold_travels_as_plain_rows() -> None:
+    result = make_result()
+    _unbindable_chat(result)
+    assert pack(result) is result  # the writer binds it row by row and records the store_error
