@@ -5,7 +5,9 @@ pickled to a temporary file. Each round then replays them through `BatchWriter` 
 database, exactly as `replaycli ingest` commits them (same flush policy, one transaction per
 batch), in a fresh Python process per write so nothing warms up between configurations. It
 prints per configuration the writer's CPU per stored file (process time of the write alone),
-the files/s one writer can take, and the database's bytes per replay.
+the files/s one writer can take, and the database's bytes per replay. Two configurations use this
+checkout: the results as `replaycli ingest`'s pool workers send them (the big child tables packed
+as a small database, rowpack.py) and as plain rows (what inline parses, the service and Dask store).
 
 `--baseline-src DIR` adds a configuration that writes the same results with the `replay_cli`
 package of another checkout (for example a `git worktree` of an earlier commit), interleaved
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling parse_de
 from parse_depths import command_line, format_table, load_corpus, machine_line, resolve_corpus
 
 REPO = Path(__file__).resolve().parent.parent
+PACKED, PLAIN, BASELINE = "this checkout, packed rows", "this checkout, plain rows", "baseline, plain rows"
 DEFAULT_ROUNDS = 3
 # Runs in a fresh interpreter whose sys.path starts with the checkout under test: it loads the
 # pickled (FileStat fields, result) pairs, writes them through BatchWriter and reports JSON.
@@ -56,6 +59,13 @@ with open_store(db_path) as store:
     store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 print(json.dumps({"cpu": cpu, "wall": wall, "files": len(pairs), "replays": replays}))
 """
+
+
+def pack(result: dict) -> dict:
+    """The result as an ingest pool worker sends it."""
+    from replay_cli.rowpack import pack as pack_rows
+
+    return pack_rows(result)  # type: ignore[arg-type,return-value]
 
 
 def parse_once(paths: list[str], depth: str) -> list[tuple[tuple[str, int, int], dict]]:
@@ -94,20 +104,21 @@ def main() -> int:
                         help="a checkout of another revision, written side by side with this one")
     args = parser.parse_args()
     paths = [str(f.path) for f in load_corpus(resolve_corpus(args.corpus), args.quick)]
-    configs = {"this checkout": REPO}
-    if args.baseline_src is not None:
-        configs["baseline"] = args.baseline_src.resolve()
     with tempfile.TemporaryDirectory(prefix="replaycli-writer-") as tmp:
         folder = Path(tmp)
         print(f"parsing {len(paths)} files once at {args.depth} ...", file=sys.stderr)
         pairs = parse_once(paths, args.depth)
-        pairs_file = folder / "results.pickle"
-        pairs_file.write_bytes(pickle.dumps(pairs))
+        plain_file, packed_file = folder / "plain.pickle", folder / "packed.pickle"
+        plain_file.write_bytes(pickle.dumps(pairs))
+        packed_file.write_bytes(pickle.dumps([(stat, pack(result)) for stat, result in pairs]))
+        configs = {PACKED: (REPO, packed_file), PLAIN: (REPO, plain_file)}
+        if args.baseline_src is not None:
+            configs[BASELINE] = (args.baseline_src.resolve(), plain_file)
         runs: dict[str, list[dict]] = {label: [] for label in configs}
         for round_no in range(args.rounds):
             order = list(configs.items())
             order = order[round_no % len(order):] + order[:round_no % len(order)]
-            for label, src in order:
+            for label, (src, pairs_file) in order:
                 runs[label].append(write_once(src, pairs_file, folder))
                 print(f"round {round_no + 1}: {label} done", file=sys.stderr)
     report(runs, args)
@@ -130,9 +141,12 @@ def report(runs: dict[str, list[dict]], args: argparse.Namespace) -> None:
     print(f"{machine_line()}; depth {args.depth}; {args.rounds} round(s), medians over rounds")
     print(format_table(["configuration", "files", "replays", "CPU ms/file", "files/s wall", "files/s per CPU s",
                         "KiB/replay"], rows))
-    if "baseline" in medians:
-        (cpu, size), (base_cpu, base_size) = medians["this checkout"], medians["baseline"]
-        print(f"this / baseline: CPU per file {cpu / base_cpu:.2f}x, bytes per replay {size / base_size:.2f}x")
+    packed_cpu, plain_cpu = medians[PACKED][0], medians[PLAIN][0]
+    print(f"packed / plain rows: CPU per file {packed_cpu / plain_cpu:.2f}x")
+    if BASELINE in medians:
+        (base_cpu, base_size), size = medians[BASELINE], medians[PLAIN][1]
+        print(f"this checkout / baseline: CPU per file {packed_cpu / base_cpu:.2f}x packed, "
+              f"{plain_cpu / base_cpu:.2f}x plain; bytes per replay {size / base_size:.2f}x")
 
 
 if __name__ == "__main__":
