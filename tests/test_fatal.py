@@ -13,8 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from replay_cli.synth import describe_game, write_replay
+from replay_cli.synth.game import with_units
+
 REAL = ["tests/replays/1v1.SC2Replay", "tests/replays/2v2.SC2Replay", "tests/replays/1v1_obs.SC2Replay"]
 DISK_FULL_BYTES = 512 * 1024  # the database may not grow past this: enough to open, not to store
+# A game whose build order alone is about a megabyte in the database: more than DISK_FULL_BYTES,
+# with or without the corpus. Its name sorts first, so it is the first batch the writer commits.
+BIG_GAME_UNITS = 20_000
+BIG_GAME_NAME = "+big.SC2Replay"
 
 
 @pytest.fixture
@@ -60,6 +67,7 @@ def inputs(tmp_path: Path, game) -> Path:
 
 
 def test_disk_full_is_exit_3_and_nothing_half_written(tmp_path: Path, inputs: Path, cli):
+    (inputs / BIG_GAME_NAME).write_bytes(write_replay(with_units(describe_game(7, 0), BIG_GAME_UNITS)))
     db_path = tmp_path / "full.db"
     proc = cli("ingest", str(inputs), "--db", str(db_path), "--workers", "0", "--depth", "stats",
                limit_file_size=DISK_FULL_BYTES)
@@ -71,7 +79,7 @@ def test_disk_full_is_exit_3_and_nothing_half_written(tmp_path: Path, inputs: Pa
                                         ).fetchone() == (1, 0)
     # Room again: the same command completes and converges.
     assert cli("ingest", str(inputs), "--db", str(db_path), "--workers", "0", "--depth", "stats").returncode == 0
-    assert _consistent(db_path).execute("select count(*) from replays").fetchone()[0] == len(REAL)
+    assert _consistent(db_path).execute("select count(*) from replays").fetchone()[0] == len(REAL) + 1
 
 
 def test_database_held_by_another_writer_is_exit_3_not_a_hang(tmp_path: Path, inputs: Path, cli, seeded_db):
