@@ -39,9 +39,12 @@ def _columns(table: str) -> list[str]:
 
 
 def _create_sql(table: str) -> str:
+    """A packed table: the sequence number, where there is one, is its rowid, so reading it in that
+    order needs no sort; a table without one is read in rowid order, the order its rows came in."""
     columns, seq_column = CHILD_TABLES[table]
-    kinds = {**({seq_column: int} if seq_column else {}), **columns}
-    return f'CREATE TABLE "{table}" ({", ".join(f"{name} {_SQL_TYPES[kind]}" for name, kind in kinds.items())})'
+    definitions = [*([f"{seq_column} INTEGER PRIMARY KEY"] if seq_column else []),
+                   *(f"{name} {_SQL_TYPES[kind]}" for name, kind in columns.items())]
+    return f'CREATE TABLE "{table}" ({", ".join(definitions)})'
 
 
 # (table, root page, CREATE statement) of every packed database, in sqlite_master order. The tables
