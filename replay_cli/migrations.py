@@ -8,6 +8,7 @@ fails `test_tables_match_result_schema` until a new migration adds its column.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -93,6 +94,11 @@ CHILD_TABLES: dict[str, tuple[dict[str, Any], str | None]] = {
     "build_order": (BUILD_ORDER_COLUMNS, "seq"),
     "player_stats": (PLAYER_STATS_COLUMNS, None),
 }
+# A child row's values in column order, as one tuple built in C: the store binds them and pool
+# workers pack them (rowpack.py), both once per row.
+ROW_VALUES = {table: operator.itemgetter(*columns) for table, (columns, _) in CHILD_TABLES.items()}
+# The declared type of each column kind, as sqlite-utils writes them (bools are 0/1 integers).
+SQL_TYPES = {str: "TEXT", int: "INTEGER", float: "FLOAT", bool: "INTEGER"}
 
 
 def _create_child(
@@ -219,13 +225,11 @@ def _create_keyed_child(db: Database, name: str, table: str, parent: str) -> Non
     columns, seq_column = CHILD_TABLES[table]
     keys, pk = _child_key(seq_column)
     required = (*keys, *(PLAYER_REQUIRED if table == "players" else ()))
-    definitions = [f'"{column}" {_SQL_TYPES[kind]}' + (" NOT NULL" if column in required else "")
+    definitions = [f'"{column}" {SQL_TYPES[kind]}' + (" NOT NULL" if column in required else "")
                    for column, kind in {**keys, **columns}.items()]
     db.execute(f'CREATE TABLE "{name}" ({", ".join(definitions)}, PRIMARY KEY ({", ".join(pk)}), '
                f'FOREIGN KEY ({REPLAY_ID_COLUMN}) REFERENCES "{parent}"(id)) WITHOUT ROWID')
 
-
-_SQL_TYPES = {str: "TEXT", int: "INTEGER", float: "FLOAT", bool: "INTEGER"}
 
 
 def m008_integer_replay_ids(db: Database) -> None:

@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
-from replay_cli.migrations import CHILD_TABLES, REPLAY_ID_COLUMN
+from replay_cli.migrations import CHILD_TABLES, REPLAY_ID_COLUMN, ROW_VALUES, SQL_TYPES
 from replay_cli.result import Result
 
 PACKED_TABLES = ("chat", "build_order", "player_stats")
@@ -29,7 +29,6 @@ PACKED_COUNTS_KEY = "packed_row_counts"  # rows per packed table, for the writer
 SCHEMA = "packed"  # the name the writer attaches packed databases under
 # Small pages: most results are a few KiB of rows, and every page travels through the pipe.
 PAGE_SIZE = 1024
-_SQL_TYPES = {str: "TEXT", int: "INTEGER", float: "FLOAT", bool: "INTEGER"}
 
 
 def _columns(table: str) -> list[str]:
@@ -43,7 +42,7 @@ def _create_sql(table: str) -> str:
     order needs no sort; a table without one is read in rowid order, the order its rows came in."""
     columns, seq_column = CHILD_TABLES[table]
     definitions = [*([f"{seq_column} INTEGER PRIMARY KEY"] if seq_column else []),
-                   *(f"{name} {_SQL_TYPES[kind]}" for name, kind in columns.items())]
+                   *(f"{name} {SQL_TYPES[kind]}" for name, kind in columns.items())]
     return f'CREATE TABLE "{table}" ({", ".join(definitions)})'
 
 
@@ -75,11 +74,9 @@ def _serialize(result: Result) -> bytes:
         for _table, _root_page, create_sql in LAYOUT:  # every table before any row: see LAYOUT
             conn.execute(create_sql)
         for table in PACKED_TABLES:
-            columns, seq_column = CHILD_TABLES[table]
-            names = list(columns)
-            rows = result[table]  # type: ignore[literal-required]
-            values = (((seq, *(row[n] for n in names)) for seq, row in enumerate(rows)) if seq_column
-                      else (tuple(row[n] for n in names) for row in rows))
+            rows, values_of = result[table], ROW_VALUES[table]  # type: ignore[literal-required]
+            values = (((seq, *values_of(row)) for seq, row in enumerate(rows)) if CHILD_TABLES[table][1]
+                      else map(values_of, rows))
             marks = ", ".join("?" * len(_columns(table)))
             conn.executemany(f'INSERT INTO "{table}" VALUES ({marks})', values)
         conn.commit()

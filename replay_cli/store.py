@@ -20,7 +20,6 @@ read-only, corrupt) aborts the batch, as StoreError.
 from __future__ import annotations
 
 import json
-import operator
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -43,6 +42,7 @@ from replay_cli.migrations import (
     REPLAY_EXTRA_COLUMNS,
     REPLAY_ID_COLUMN,
     REPLAY_QUALITY_COLUMNS,
+    ROW_VALUES,
     RUN_COUNT_NAMES,
     RUN_POOL_COLUMNS,
     create_views,
@@ -112,7 +112,6 @@ def _child_insert(table: str) -> str:
 _CHILD_INSERTS = {table: _child_insert(table) for table in CHILD_TABLES}
 _PACKED_COPIES = {table: copy_sql(table) for table in PACKED_TABLES}
 # Every child table has several columns, so each getter returns a tuple.
-_ROW_GETTERS = {table: operator.itemgetter(*columns) for table, (columns, _) in CHILD_TABLES.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,7 +452,7 @@ class Store:
                 continue
             # itemgetter builds each tuple in C: the main process is the one writer, and at
             # stats depth its per-row cost decides how much CPU the workers are left.
-            values_of = _ROW_GETTERS[table]
+            values_of = ROW_VALUES[table]
             if seq_column:
                 params = ((key, seq, *values_of(row)) for seq, row in enumerate(rows))
             else:
