@@ -407,7 +407,8 @@ def _run_watch(db_path: str, inputs: tuple[str, ...], options: IngestOptions, se
         from replay_cli.where import find_replay_folders
 
         # The folders found at the start stay watched, even if one is gone for a while.
-        return tuple(dict.fromkeys(folders + tuple(f.path for f in find_replay_folders(Path.home(), os.environ))))
+        found = find_replay_folders(Path.home(), os.environ, count=False)
+        return tuple(dict.fromkeys(folders + tuple(f.path for f in found)))
 
     def committed(stored: Any) -> None:
         if as_json:

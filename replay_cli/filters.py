@@ -132,7 +132,7 @@ def _utc_day(played_at: object) -> date | None:
     if not isinstance(played_at, str):
         return None
     try:
-        return datetime.fromisoformat(played_at.replace("Z", "+00:00")).astimezone(UTC).date()
+        return datetime.fromisoformat(played_at).astimezone(UTC).date()
     except ValueError:
         return None
 

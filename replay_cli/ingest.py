@@ -165,6 +165,14 @@ class _Run:
         return self.tally
 
 
+def plan_rules(options: IngestOptions) -> PlanRules:
+    """What decides, for these options, which files are skipped, parsed or failed before parsing."""
+    return PlanRules(options.depth, options.max_bytes, options.force, options.retry_failed,
+                     reparse_degraded_for=current_parser_version() if options.reparse_degraded else None,
+                     filter_key=options.filters.key() if options.filters is not None else None,
+                     pack_password=options.pack_password)
+
+
 def ingest_paths(
     store: Store,
     paths: Iterable[str],
@@ -184,11 +192,8 @@ def ingest_paths(
     committed before that stays committed.
     """
     run = _Run(store, options, progress or NullProgress(), run_options or {})
-    rules = PlanRules(options.depth, options.max_bytes, options.force, options.retry_failed,
-                      reparse_degraded_for=current_parser_version() if options.reparse_degraded else None,
-                      filter_key=options.filters.key() if options.filters is not None else None,
-                      pack_password=options.pack_password)
-    feed = _Feed(plan_paths(paths, store.lookup_files, rules, store.lookup_packs), bool(options.archive_dir))
+    feed = _Feed(plan_paths(paths, store.lookup_files, plan_rules(options), store.lookup_packs),
+                 bool(options.archive_dir))
     if backend is None:
         run.monitor = PoolMonitor()
         backend = local_backend(options, parse_fn, run.monitor)

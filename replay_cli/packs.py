@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from replay_cli.failures import exception_line, failed_result
-from replay_cli.paths import MEMBER_SEPARATOR as MEMBER_SEPARATOR  # re-exported: watch.py splits names by it
 from replay_cli.paths import member_name, open_path
 from replay_cli.result import Result
 from replay_cli.store import FileStat

@@ -173,10 +173,8 @@ def _stat(path: str) -> tuple[FileStat, Result | None]:
 
 def _too_large(path: str, size: int, rules: PlanRules) -> Result:
     """The failure for a file over the size cap: it is never read (the worker checks again on read)."""
-    result = failed_result(path, "too_large", "FileTooLarge", f"{size} bytes is over the {rules.max_bytes}-byte cap",
-                           "read", size=size)
-    result["depth_requested"] = rules.depth
-    return result
+    return failed_result(path, "too_large", "FileTooLarge", f"{size} bytes is over the {rules.max_bytes}-byte cap",
+                         "read", size=size)
 
 
 def _unchanged_and_done(record: FileRecord | None, file_stat: FileStat, rules: PlanRules) -> bool:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from replay_cli.paths import open_path
+
 USER_DATA_MAGIC = b"MPQ\x1b"  # SC2 replays open with an MPQ user-data block that points at the archive
 ARCHIVE_MAGIC = b"MPQ\x1a"
 USER_DATA_FIELDS = struct.Struct("<4sIII")  # magic, user data size, archive header offset, user data header size
@@ -33,7 +35,7 @@ class _Pending:
 def archive_complete(path: str) -> bool | None:
     """Return whether the file holds its whole MPQ archive; None when it is no MPQ archive to judge."""
     try:
-        with open(path, "rb") as handle:
+        with open(open_path(path), "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             head = handle.read(USER_DATA_FIELDS.size)
             offset = 0
@@ -78,7 +80,7 @@ class Settler:
         now, done = self.clock(), []
         for path, entry in list(self._pending.items()):
             try:
-                info = os.stat(path)
+                info = os.stat(open_path(path))
             except OSError:
                 del self._pending[path]  # renamed away or deleted: its new name brings its own event
                 continue

@@ -21,9 +21,9 @@ from typing import Any
 from replay_cli.backend import ParseBackend
 from replay_cli.discover import REPLAY_SUFFIX, iter_replay_paths
 from replay_cli.errors import ReplayCliError
-from replay_cli.ingest import IngestOptions, StopRequest, ingest_paths
-from replay_cli.packs import MEMBER_SEPARATOR
-from replay_cli.plan import PlanRules, plan_paths
+from replay_cli.ingest import IngestOptions, StopRequest, ingest_paths, plan_rules
+from replay_cli.paths import MEMBER_SEPARATOR
+from replay_cli.plan import plan_paths
 from replay_cli.report import COUNT_KEYS, ProgressSink
 from replay_cli.result import Result
 from replay_cli.settle import Settler
@@ -181,11 +181,8 @@ def _changed(store: Store, folders: Sequence[str], options: IngestOptions) -> It
     A pack's members are planned under the pack's own path (PACK!/member), which no ingest can
     open by itself: a pack with anything new is yielded once, as the pack.
     """
-    rules = PlanRules(options.depth, options.max_bytes, options.force, options.retry_failed,
-                      filter_key=options.filters.key() if options.filters is not None else None,
-                      pack_password=options.pack_password)
     packs: set[str] = set()
-    for chunk in plan_paths(iter_replay_paths(folders), store.lookup_files, rules, store.lookup_packs):
+    for chunk in plan_paths(iter_replay_paths(folders), store.lookup_files, plan_rules(options), store.lookup_packs):
         paths = [file_stat.path for file_stat in chunk.to_parse]
         paths += [file_stat.path for file_stat, _result in chunk.decided]
         for path in paths:

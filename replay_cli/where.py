@@ -76,22 +76,27 @@ def search_roots(home: str | os.PathLike[str], environ: Mapping[str, str]) -> Se
     return Search(accounts, extra)
 
 
-def find_replay_folders(home: str | os.PathLike[str], environ: Mapping[str, str]) -> list[ReplayFolder]:
-    """List the replay folders that exist, each once, in a stable order; never raises for a bad folder."""
+def find_replay_folders(home: str | os.PathLike[str], environ: Mapping[str, str], *,
+                        count: bool = True) -> list[ReplayFolder]:
+    """List the replay folders that exist, each once, in a stable order; never raises for a bad folder.
+
+    count=False leaves each folder's `replays` at 0 instead of walking it: a watch's rescan walks
+    the folders itself right after.
+    """
     search = search_roots(home, environ)
     found: dict[str, ReplayFolder] = {}
     for layout, pattern in search.accounts:
         for accounts in sorted(glob.glob(glob.escape(pattern).replace(glob.escape("*"), "*"))):
-            for folder in _toon_folders(Path(accounts), layout):
+            for folder in _toon_folders(Path(accounts), layout, count):
                 found.setdefault(_identity(folder.path), folder)
     for item in search.extra:
         path = os.path.abspath(os.path.expanduser(item))
         if os.path.isdir(path):
-            found.setdefault(_identity(path), ReplayFolder(path, "env", None, None, None, _count(path)))
+            found.setdefault(_identity(path), ReplayFolder(path, "env", None, None, None, _count(path, count)))
     return list(found.values())
 
 
-def _toon_folders(accounts: Path, layout: str) -> list[ReplayFolder]:
+def _toon_folders(accounts: Path, layout: str, count: bool) -> list[ReplayFolder]:
     """The Replays/<kind> folders of every account and toon below one Accounts folder."""
     folders = []
     for replays in sorted(accounts.glob(f"*/*/{REPLAYS}")):
@@ -99,13 +104,13 @@ def _toon_folders(accounts: Path, layout: str) -> list[ReplayFolder]:
             continue
         toon, account = replays.parent.name, replays.parent.parent.name
         for kind in sorted(p for p in replays.iterdir() if p.is_dir()):
-            folders.append(ReplayFolder(str(kind), layout, account, toon, kind.name, _count(str(kind))))
+            folders.append(ReplayFolder(str(kind), layout, account, toon, kind.name, _count(str(kind), count)))
     return folders
 
 
-def _count(folder: str) -> int:
-    """Count the replays a walk of the folder finds (what `ingest` would read)."""
-    return sum(1 for _ in iter_replay_paths([folder]))
+def _count(folder: str, count: bool) -> int:
+    """Count the replays a walk of the folder finds (what `ingest` would read); 0 when not counting."""
+    return sum(1 for _ in iter_replay_paths([folder])) if count else 0
 
 
 def _identity(path: str) -> str:
