@@ -94,6 +94,18 @@ CHILD_TABLES: dict[str, tuple[dict[str, Any], str | None]] = {
     "build_order": (BUILD_ORDER_COLUMNS, "seq"),
     "player_stats": (PLAYER_STATS_COLUMNS, None),
 }
+def child_columns(table: str) -> list[str]:
+    """A child table's columns after replay_id: its sequence number where it has one, then the row's."""
+    columns, seq_column = CHILD_TABLES[table]
+    return [*([seq_column] if seq_column else []), *columns]
+
+
+def child_insert_verb(table: str) -> str:
+    """How a child row goes in. player_stats is keyed on (pid, game_loop): a repeated sample
+    replaces the earlier one (last wins) instead of sinking its whole batch."""
+    return "INSERT" if CHILD_TABLES[table][1] else "INSERT OR REPLACE"
+
+
 # A child row's values in column order, as one tuple built in C: the store binds them and pool
 # workers pack them (rowpack.py), both once per row.
 ROW_VALUES = {table: operator.itemgetter(*columns) for table, (columns, _) in CHILD_TABLES.items()}

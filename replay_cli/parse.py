@@ -64,6 +64,7 @@ from replay_cli.result import (
     ErrorInfo,
     Quality,
     Result,
+    parser_version,
 )
 from replay_cli.tracker import StatsRecords, TrackerError, TrackerUnsupported, compile_fast_path, stats_records
 
@@ -157,8 +158,7 @@ def _classify(exc: BaseException, depth: str) -> ErrorInfo:
 
 def current_parser_version() -> str:
     """The parser versions as the files table records them: "replaycli/sc2reader"."""
-    versions = _parser_versions()
-    return f"{versions['replaycli']}/{versions['sc2reader']}"
+    return parser_version(_parser_versions())
 
 
 def _parser_versions() -> dict[str, str]:

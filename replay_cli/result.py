@@ -232,3 +232,8 @@ class Result(TypedDict):
     chat: list[ChatRow]
     build_order: list[BuildOrderRow]
     player_stats: list[PlayerStatsRow]
+
+
+def parser_version(parser: dict[str, str]) -> str:
+    """A result's parser versions as the files table records them: "replaycli/sc2reader"."""
+    return f"{parser.get('replaycli', '?')}/{parser.get('sc2reader', '?')}"

@@ -20,7 +20,14 @@ import sqlite3
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
-from replay_cli.migrations import CHILD_TABLES, REPLAY_ID_COLUMN, ROW_VALUES, SQL_TYPES
+from replay_cli.migrations import (
+    CHILD_TABLES,
+    REPLAY_ID_COLUMN,
+    ROW_VALUES,
+    SQL_TYPES,
+    child_columns,
+    child_insert_verb,
+)
 from replay_cli.result import Result
 
 PACKED_TABLES = ("chat", "build_order", "player_stats")
@@ -29,12 +36,6 @@ PACKED_COUNTS_KEY = "packed_row_counts"  # rows per packed table, for the writer
 SCHEMA = "packed"  # the name the writer attaches packed databases under
 # Small pages: most results are a few KiB of rows, and every page travels through the pipe.
 PAGE_SIZE = 1024
-
-
-def _columns(table: str) -> list[str]:
-    """A packed table's columns: its sequence number where the store keeps one, then the row's."""
-    columns, seq_column = CHILD_TABLES[table]
-    return [*([seq_column] if seq_column else []), *columns]
 
 
 def _create_sql(table: str) -> str:
@@ -77,7 +78,7 @@ def _serialize(result: Result) -> bytes:
             rows, values_of = result[table], ROW_VALUES[table]  # type: ignore[literal-required]
             values = (((seq, *values_of(row)) for seq, row in enumerate(rows)) if CHILD_TABLES[table][1]
                       else map(values_of, rows))
-            marks = ", ".join("?" * len(_columns(table)))
+            marks = ", ".join("?" * len(child_columns(table)))
             conn.executemany(f'INSERT INTO "{table}" VALUES ({marks})', values)
         conn.commit()
         return conn.serialize()
@@ -104,13 +105,11 @@ def packed_rows(result: Result) -> int:
 
 def copy_sql(table: str) -> str:
     """Copy one packed table into the store's table of that name under replay id `?`."""
-    _columns_of_row, seq_column = CHILD_TABLES[table]
-    names = ", ".join(_columns(table))
-    # player_stats is keyed on (pid, game_loop): a repeated sample replaces the earlier one, as the
-    # row-by-row insert does; rowid order keeps the stream's order, so the last one wins.
-    verb = "INSERT OR REPLACE" if seq_column is None else "INSERT"
-    order = seq_column or "rowid"
-    return (f'{verb} INTO main."{table}" ({REPLAY_ID_COLUMN}, {names}) '
+    names = ", ".join(child_columns(table))
+    # Rowid order is the order the rows came in, so where a repeated sample replaces an earlier
+    # one (child_insert_verb), the last one wins, as with the row-by-row insert.
+    order = CHILD_TABLES[table][1] or "rowid"
+    return (f'{child_insert_verb(table)} INTO main."{table}" ({REPLAY_ID_COLUMN}, {names}) '
             f'SELECT ?, {names} FROM {SCHEMA}."{table}" ORDER BY {order}')
 
 

@@ -45,10 +45,20 @@ from replay_cli.migrations import (
     ROW_VALUES,
     RUN_COUNT_NAMES,
     RUN_POOL_COLUMNS,
+    child_columns,
+    child_insert_verb,
     create_views,
     stale_views,
 )
-from replay_cli.result import DEPTHS, STATUS_FAILED, STATUS_FILTERED, STATUS_OK, STATUS_PARTIAL, Result
+from replay_cli.result import (
+    DEPTHS,
+    STATUS_FAILED,
+    STATUS_FILTERED,
+    STATUS_OK,
+    STATUS_PARTIAL,
+    Result,
+    parser_version,
+)
 from replay_cli.rowpack import LAYOUT as PACKED_LAYOUT
 from replay_cli.rowpack import PACKED_TABLES, copy_sql, empty_database, packed_bytes
 from replay_cli.rowpack import SCHEMA as PACKED_SCHEMA
@@ -102,11 +112,8 @@ _REPLAY_UPSERT = (
 
 
 def _child_insert(table: str) -> str:
-    columns, seq_column = CHILD_TABLES[table]
-    names = [REPLAY_ID_COLUMN, *([seq_column] if seq_column else []), *columns]
-    # player_stats is keyed on (pid, game_loop): a repeated sample must not sink the whole batch; last one wins.
-    verb = "INSERT OR REPLACE" if seq_column is None else "INSERT"
-    return f"{verb} INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    names = [REPLAY_ID_COLUMN, *child_columns(table)]
+    return f"{child_insert_verb(table)} INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
 
 
 _CHILD_INSERTS = {table: _child_insert(table) for table in CHILD_TABLES}
@@ -503,7 +510,7 @@ class Store:
             "cpu_seconds": result.get("cpu_seconds"),
             "peak_rss_bytes": result.get("peak_rss_bytes"),
             "peak_rss_scope": result.get("peak_rss_scope"),
-            "parser_version": f"{parser.get('replaycli', '?')}/{parser.get('sc2reader', '?')}",
+            "parser_version": parser_version(parser),
             "attempts": 1,
             "first_run": run_id,
             "last_run": run_id,
