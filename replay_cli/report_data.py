@@ -48,16 +48,19 @@ _ME_SELECT = """
   FROM players p JOIN games g ON g.id = p.replay_id
   WHERE p.is_observer = 0 AND (p.name IN (SELECT value FROM json_each(:who))
     OR p.toon_handle IN (SELECT value FROM json_each(:who)))"""
-# Both are computed once per report into temporary tables: every section reads them, and recomputing
-# the copies' grouping per query made a 12,000-replay report with a player five times slower.
+# Everyone the person played against: other non-observers on another team of the same game.
+_OPPONENTS_SELECT = """
+  SELECT m.replay_sha256, m.slot AS my_slot, o.* FROM me m JOIN players o ON o.replay_id = m.replay_id
+  WHERE o.is_observer = 0 AND o.slot <> m.slot AND (o.team IS NOT m.team OR m.team IS NULL)"""
+# All three are computed once per report into temporary tables: every section reads them, and
+# recomputing the copies' grouping per query made a 12,000-replay report with a player five times
+# slower. The opponents are read by some 25 queries (workers per minute, each recent game).
 _TEMP_TABLES = (("report_games", _GAMES_SELECT),
-                ("report_me", f"WITH games AS (SELECT * FROM temp.report_games) {_ME_SELECT}"))
+                ("report_me", f"WITH games AS (SELECT * FROM temp.report_games) {_ME_SELECT}"),
+                ("report_opponents", f"WITH me AS (SELECT * FROM temp.report_me) {_OPPONENTS_SELECT}"))
 _GAMES = "games AS (SELECT * FROM temp.report_games)"
 _ME = "me AS (SELECT * FROM temp.report_me)"
-# Everyone the person played against: other non-observers on another team of the same game.
-_OPPONENTS = """opponents AS (
-  SELECT m.replay_sha256, m.slot AS my_slot, o.* FROM me m JOIN players o ON o.replay_id = m.replay_id
-  WHERE o.is_observer = 0 AND o.slot <> m.slot AND (o.team IS NOT m.team OR m.team IS NULL))"""
+_OPPONENTS = "opponents AS (SELECT * FROM temp.report_opponents)"
 # `IS`, not `=`: a game with no recorded result is neither a win nor a loss, and a group of such games
 # sums to 0 rather than NULL. Ties and undecided games count as games but not in the win rate.
 _DECIDED = """count(*) AS games, sum(result IS 'Win') AS wins, sum(result IS 'Loss') AS losses,
