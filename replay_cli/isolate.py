@@ -32,15 +32,15 @@ JOIN_S = 2.0  # after a kill, how long to wait for the child to be reaped
 
 
 def _child(send: Connection, function: Callable[..., Result], args: tuple[Any, ...],
-           kwargs: dict[str, Any], max_memory: int | None) -> None:
+           kwargs: dict[str, Any], max_memory: int | None, source: str | None, depth: str) -> None:
     """Cap memory, run the parse function and send back its result (it never raises for a bad replay)."""
     ignore_stop_signals()  # Ctrl-C is the parent's to handle
     cap_address_space(max_memory)
     try:
         result = function(*args, **kwargs)
     except MemoryError as exc:  # past the parse function's own boundary: still this file's failure
-        result = failed_result(kwargs.get("source"), "memory", "MemoryError", one_line(f"out of memory: {exc}"),
-                               "read")
+        result = failed_result(source, "memory", "MemoryError", one_line(f"out of memory: {exc}"), "read",
+                               depth=depth)
     send.send(result)
     send.close()
 
@@ -52,7 +52,8 @@ def run_isolated(function: Callable[..., Result], args: tuple[Any, ...], kwargs:
     mode = memory_cap_mode() if max_memory else None
     receive, send = context.Pipe(duplex=False)
     child = context.Process(  # type: ignore[attr-defined]  # every concrete context has Process
-        target=_child, args=(send, function, args, kwargs, max_memory if mode == CAP_RLIMIT else None), daemon=True)
+        target=_child, args=(send, function, args, kwargs, max_memory if mode == CAP_RLIMIT else None, source, depth),
+        daemon=True)
     child.start()
     send.close()
     watchdog = None
