@@ -18,6 +18,7 @@ from typing import Any
 
 from replay_cli import __version__
 from replay_cli.errors import ReplayCliError, StoreError
+from replay_cli.store import dict_rows
 
 REPORT_VERSION = 1  # the layout of `report --json`; bump it when a key changes meaning
 OPENING_LENGTH = 3  # structures that make an opening
@@ -101,14 +102,8 @@ def parse_when(text: str, now: datetime, *, end: bool = False) -> str:
     return when.strftime(TIMESTAMP_FORMAT)
 
 
-def _rows(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    cursor = conn.execute(sql, params)
-    names = [column[0] for column in cursor.description]
-    return [dict(zip(names, row)) for row in cursor]
-
-
 def _one(conn: sqlite3.Connection, sql: str, params: dict[str, Any]) -> dict[str, Any]:
-    return _rows(conn, sql, params)[0]
+    return dict_rows(conn, sql, params)[0]
 
 
 def _length_bucket_sql(column: str) -> str:
@@ -147,23 +142,23 @@ def database_view(conn: sqlite3.Connection, params: dict[str, Any]) -> dict[str,
     """The whole database: games by month, release and map, matchups, lengths, failures, degraded reasons."""
     return {
         "totals": database_totals(conn, params),
-        "games_per_month": _rows(conn, f"""WITH {_GAMES}
+        "games_per_month": dict_rows(conn, f"""WITH {_GAMES}
 SELECT coalesce(substr(played_at, 1, 7), 'unknown') AS month, count(*) AS games FROM games
 GROUP BY 1 ORDER BY 1""", params),
-        "games_per_release": _rows(conn, f"""WITH {_GAMES}
+        "games_per_release": dict_rows(conn, f"""WITH {_GAMES}
 SELECT coalesce(release, 'unknown') AS release, count(*) AS games FROM games
 GROUP BY 1 ORDER BY games DESC, 1""", params),
         "matchups": _database_matchups(conn, params),
         "game_length": _length_histogram(conn, params),
-        "maps": _rows(conn, f"""WITH {_GAMES}
+        "maps": dict_rows(conn, f"""WITH {_GAMES}
 SELECT coalesce(map_name, 'unknown') AS map_name, count(*) AS games FROM games
 GROUP BY 1 ORDER BY games DESC, 1""", params),
         # A failed file has no game date: failures are the whole database's, whatever the period.
-        "files_by_status": _rows(conn, "SELECT status, count(*) AS files FROM files GROUP BY status "
+        "files_by_status": dict_rows(conn, "SELECT status, count(*) AS files FROM files GROUP BY status "
                                  "ORDER BY files DESC, status", {}),
-        "failures": _rows(conn, "SELECT coalesce(error_kind, 'unknown') AS error_kind, count(*) AS files FROM files "
+        "failures": dict_rows(conn, "SELECT coalesce(error_kind, 'unknown') AS error_kind, count(*) AS files FROM files "
                           "WHERE status = 'failed' GROUP BY 1 ORDER BY files DESC, 1", {}),
-        "degraded": _rows(conn, f"""WITH {_GAMES}
+        "degraded": dict_rows(conn, f"""WITH {_GAMES}
 SELECT reason.value AS reason, count(*) AS games FROM games, json_each(games.quality, '$.reasons') AS reason
 WHERE games.degraded = 1 GROUP BY 1 ORDER BY games DESC, 1""", params),
     }
@@ -171,7 +166,7 @@ WHERE games.degraded = 1 GROUP BY 1 ORDER BY games DESC, 1""", params),
 
 def _database_matchups(conn: sqlite3.Connection, params: dict[str, Any]) -> list[dict[str, Any]]:
     """1v1 games per race pairing; wins and win rate are the first-named race's (none for mirrors)."""
-    return _rows(conn, f"""WITH {_GAMES}, sides AS (
+    return dict_rows(conn, f"""WITH {_GAMES}, sides AS (
   SELECT CASE WHEN v.p1_race <= v.p2_race THEN v.p1_race ELSE v.p2_race END AS race_a,
          CASE WHEN v.p1_race <= v.p2_race THEN v.p2_race ELSE v.p1_race END AS race_b,
          CASE WHEN v.p1_race <= v.p2_race THEN v.p1_result ELSE v.p2_result END AS result
@@ -187,7 +182,7 @@ FROM sides GROUP BY race_a, race_b ORDER BY games DESC, matchup""", params)
 
 def _person(conn: sqlite3.Connection, params: dict[str, Any]) -> dict[str, Any]:
     """Who the --player values name: their toons and totals over the period."""
-    toons = _rows(conn, f"""WITH {_GAMES}, {_ME}
+    toons = dict_rows(conn, f"""WITH {_GAMES}, {_ME}
 SELECT toon_handle, count(*) AS games FROM me GROUP BY toon_handle ORDER BY games DESC, toon_handle""", params)
     for toon in toons:
         toon["names"] = _names_of(conn, params, toon)
@@ -205,10 +200,10 @@ def _names_of(conn: sqlite3.Connection, params: dict[str, Any], toon: dict[str, 
 def _player_series(conn: sqlite3.Connection, params: dict[str, Any]) -> dict[str, Any]:
     """MMR per race and queue, and APM, game by game in time order."""
     return {
-        "mmr": _rows(conn, f"""WITH {_GAMES}, {_ME}
+        "mmr": dict_rows(conn, f"""WITH {_GAMES}, {_ME}
 SELECT played_at, coalesce(play_race, 'unknown') AS race, coalesce(game_type, 'unknown') AS queue, mmr FROM me
 WHERE mmr IS NOT NULL AND played_at IS NOT NULL ORDER BY played_at, replay_sha256, slot""", params),
-        "apm": _rows(conn, f"""WITH {_GAMES}, {_ME}
+        "apm": dict_rows(conn, f"""WITH {_GAMES}, {_ME}
 SELECT played_at, apm_blizzard AS apm FROM me WHERE apm_blizzard IS NOT NULL AND played_at IS NOT NULL
 ORDER BY played_at, replay_sha256, slot""", params),
     }
@@ -217,17 +212,17 @@ ORDER BY played_at, replay_sha256, slot""", params),
 def _player_win_rates(conn: sqlite3.Connection, params: dict[str, Any]) -> dict[str, Any]:
     """Win rate by 1v1 matchup, by map and by game length."""
     order = {label: position for position, (label, _, _) in enumerate(PLAYER_LENGTHS)}
-    lengths = _rows(conn, f"""WITH {_GAMES}, {_ME}
+    lengths = dict_rows(conn, f"""WITH {_GAMES}, {_ME}
 SELECT {_length_bucket_sql("duration_s")} AS length, {_DECIDED} FROM me WHERE duration_s IS NOT NULL
 GROUP BY length""", params)
     return {
-        "matchups": _rows(conn, f"""WITH {_GAMES}, {_ME}, {_OPPONENTS}
+        "matchups": dict_rows(conn, f"""WITH {_GAMES}, {_ME}, {_OPPONENTS}
 SELECT substr(coalesce(m.play_race, '?'), 1, 1) || 'v' || substr(coalesce(o.play_race, '?'), 1, 1) AS matchup,
   count(*) AS games, sum(m.result IS 'Win') AS wins, sum(m.result IS 'Loss') AS losses,
   round(100.0 * sum(m.result IS 'Win') / nullif(sum(m.result IN ('Win', 'Loss')), 0), 1) AS win_rate
 FROM me m JOIN opponents o ON o.replay_sha256 = m.replay_sha256 AND o.my_slot = m.slot
 WHERE m.game_type = '1v1' GROUP BY matchup ORDER BY games DESC, matchup""", params),
-        "maps": _rows(conn, f"""WITH {_GAMES}, {_ME}
+        "maps": dict_rows(conn, f"""WITH {_GAMES}, {_ME}
 SELECT coalesce(map_name, 'unknown') AS map_name, {_DECIDED} FROM me
 GROUP BY 1 ORDER BY games DESC, 1""", params),
         "lengths": sorted(lengths, key=lambda row: order[row["length"]]),
@@ -251,7 +246,7 @@ def _player_openings(conn: sqlite3.Connection, params: dict[str, Any]) -> list[d
     """The most played openings (first OPENING_LENGTH non-supply structures) and how they fared."""
     picks = ", ".join(f"max(CASE WHEN n = {k} THEN name END) AS s{k}" for k in range(1, OPENING_LENGTH + 1))
     joined = " || ".join(["s1", *(f"coalesce(' > ' || s{k}, '')" for k in range(2, OPENING_LENGTH + 1))])
-    return _rows(conn, f"""WITH {_GAMES}, {_ME}, firsts AS (
+    return dict_rows(conn, f"""WITH {_GAMES}, {_ME}, firsts AS (
   SELECT b.replay_id, b.pid, b.name,
     row_number() OVER (PARTITION BY b.replay_id, b.pid ORDER BY b.started_loop, b.seq) AS n
   FROM build_order b JOIN me m ON m.replay_id = b.replay_id AND m.pid = b.pid
@@ -265,7 +260,7 @@ GROUP BY race, opening ORDER BY games DESC, race, opening LIMIT {TOP_OPENINGS}""
 
 def _player_recent(conn: sqlite3.Connection, params: dict[str, Any]) -> list[dict[str, Any]]:
     """The RECENT_GAMES latest games, newest first, with the opponents' names in slot order."""
-    games = _rows(conn, f"""WITH {_GAMES}, {_ME}
+    games = dict_rows(conn, f"""WITH {_GAMES}, {_ME}
 SELECT replay_sha256 AS sha256, slot, played_at, map_name, game_type, name, play_race AS race, result,
   duration_s, mmr, apm_blizzard AS apm
 FROM me ORDER BY played_at DESC, replay_sha256, slot LIMIT {RECENT_GAMES}""", params)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -174,6 +174,13 @@ class BatchCounts:
 
 
 R = TypeVar("R")  # the record type a lookup builds from each row
+
+
+def dict_rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[dict[str, Any]]:
+    """Run a query and return its rows as dicts keyed by column name."""
+    cursor = conn.execute(sql, params)
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row)) for row in cursor]
 
 
 def _in_list(values: Sequence[str]) -> tuple[str, list[str | None]]:
@@ -598,9 +605,7 @@ class Store:
                 raise StoreError(f"cannot finish run {run_id} in {self.path}: no such run")
 
     def _dicts(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        cursor = self._conn.execute(sql, params)
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row)) for row in cursor]
+        return dict_rows(self._conn, sql, params)
 
     def _scalar(self, sql: str) -> Any:
         return self._conn.execute(sql).fetchone()[0]
