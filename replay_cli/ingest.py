@@ -25,7 +25,7 @@ from replay_cli.plan import PlanChunk, PlanRules, plan_paths
 from replay_cli.poolwatch import PoolMonitor
 from replay_cli.report import NullProgress, ProgressSink, Tally
 from replay_cli.result import DEFAULT_DEPTH, Result
-from replay_cli.runner import run_parses
+from replay_cli.runner import FILES_PER_TASK, run_parses
 from replay_cli.store import FileStat, PackRecord, Store
 from replay_cli.writer import BatchWriter
 
@@ -66,7 +66,8 @@ def local_backend(options: IngestOptions, parse_fn: Callable[[str, str, int], Re
     def run(paths: Iterator[str | ReplayBytes], should_stop: Callable[[], object]) -> Iterator[Result | None]:
         return run_parses(paths, depth=options.depth, workers=options.workers, timeout=options.timeout,
                           max_memory=options.max_memory, max_bytes=options.max_bytes, parse_fn=parse_fn,
-                          bytes_fn=bytes_fn, should_stop=should_stop, monitor=monitor, pack_rows=True)
+                          bytes_fn=bytes_fn, should_stop=should_stop, monitor=monitor, pack_rows=True,
+                          files_per_task=FILES_PER_TASK)
 
     return run
 

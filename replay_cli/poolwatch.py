@@ -15,8 +15,9 @@ from something observed:
   A worker that dies between files fails no task: it is counted as started, under no reason.
   Workers ended by stopping or replacing the whole pool are no replacements (a broken pool is
   logged where it is rebuilt).
-- queued: tasks submitted to the pool that no worker has picked up yet; in flight: tasks
-  submitted and not finished (the queued ones included).
+- queued: files in tasks submitted to the pool that no worker has picked up yet; in flight: files
+  in tasks submitted and not finished (the queued ones included). An ingest task holds a chunk of
+  files, a service task one.
 - memory: each live worker's VmRSS read from /proc/PID/status at a sample; the peak is the largest
   VmHWM read there (each worker resets it per file) or peak_rss_bytes a result reports.
 
@@ -68,7 +69,7 @@ class PoolMonitor:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pending: set[cf.Future[Any]] = set()  # pebble futures submitted and not finished
+        self._pending: dict[cf.Future[Any], int] = {}  # pebble futures submitted and not finished -> files
         self._live: dict[int, BaseProcess] = {}  # the pool's workers at the last sample
         self._seen: set[int] = set()
         self._retired: set[int] = set()  # pids that retired after a memory failure
@@ -83,17 +84,17 @@ class PoolMonitor:
         """Whether every_s has passed since the last sample."""
         return time.monotonic() - self._sampled_at >= every_s
 
-    def submitted(self, future: cf.Future[Any]) -> None:
-        """Count a task handed to the pool; the queue is at its deepest right after a submit."""
+    def submitted(self, future: cf.Future[Any], files: int = 1) -> None:
+        """Count a task of `files` files handed to the pool; the queue is at its deepest right after a submit."""
         with self._lock:
-            self._pending.add(future)
-            self.max_in_flight = max(self.max_in_flight, len(self._pending))
+            self._pending[future] = files
+            self.max_in_flight = max(self.max_in_flight, sum(self._pending.values()))
             self.max_queued = max(self.max_queued, self._queued())
 
     def finished(self, future: cf.Future[Any], pid: int | None, reason: str | None, peak: int | None) -> None:
         """Record a finished task: the pid that ran it, and the reason its worker is gone, if it is."""
         with self._lock:
-            self._pending.discard(future)
+            self._pending.pop(future, None)
             if pid is not None:
                 self._seen.add(pid)
             if peak is not None:
@@ -133,7 +134,7 @@ class PoolMonitor:
         """The pool is being stopped on purpose: its workers' ends are no replacements."""
         with self._lock:
             self._live, self.rss_now, self.alive = {}, {}, 0
-            self._pending = {future for future in self._pending if not future.done()}
+            self._pending = {future: files for future, files in self._pending.items() if not future.done()}
 
     def queued(self) -> int:
         with self._lock:
@@ -141,10 +142,10 @@ class PoolMonitor:
 
     def in_flight(self) -> int:
         with self._lock:
-            return len(self._pending)
+            return sum(self._pending.values())
 
     def _queued(self) -> int:
-        return sum(1 for future in self._pending if not future.running() and not future.done())
+        return sum(files for future, files in self._pending.items() if not future.running() and not future.done())
 
     def numbers(self) -> PoolNumbers:
         with self._lock:
@@ -192,10 +193,22 @@ def run_in_worker(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tup
         _retiring = True
         exc.replaycli_worker_pid = os.getpid()  # type: ignore[attr-defined]  # pickled with the exception
         raise
-    error = result.get("error") if isinstance(result, dict) else None
-    if isinstance(error, dict) and error.get("kind") == "memory":
+    if any(hit_memory_cap(one) for one in (result if isinstance(result, list) else [result])):
         _retiring = True
     return os.getpid(), _retiring and _can_retire, result
+
+
+def hit_memory_cap(result: Any) -> bool:
+    """Whether a parse result is a failure of kind `memory`: its worker must take no further file."""
+    error = result.get("error") if isinstance(result, dict) else None
+    return isinstance(error, dict) and error.get("kind") == "memory"
+
+
+def peak_rss_of(value: Any) -> int | None:
+    """The highest per-file peak RSS a task's result (one Result, or a chunk's list of them) reports."""
+    peaks = [one.get("peak_rss_bytes") for one in (value if isinstance(value, list) else [value])
+             if isinstance(one, dict)]
+    return max((peak for peak in peaks if isinstance(peak, int)), default=None)
 
 
 def retire_after_memory_failure(pebble_process: Any) -> None:
@@ -225,14 +238,14 @@ def retire_after_memory_failure(pebble_process: Any) -> None:
 
 
 def watch_task(task: cf.Future[Any], monitor: PoolMonitor,
-               reason_of: Callable[[BaseException], str | None]) -> cf.Future[Any]:
+               reason_of: Callable[[BaseException], str | None], files: int = 1) -> cf.Future[Any]:
     """Return the future a caller waits on for a task submitted as run_in_worker: the bare result.
 
     The task's pid, retirement and failure reach the monitor first; cancelling the returned future
     cancels the task.
     """
     outer: cf.Future[Any] = cf.Future()
-    monitor.submitted(task)
+    monitor.submitted(task, files)
 
     def settle(done: cf.Future[Any]) -> None:
         # Runs on pebble's thread: whatever the bookkeeping does, the caller must get its answer.
@@ -246,8 +259,7 @@ def watch_task(task: cf.Future[Any], monitor: PoolMonitor,
                 exc = error
         try:
             if exc is None:
-                peak = value.get("peak_rss_bytes") if isinstance(value, dict) else None
-                monitor.finished(done, pid, "memory" if retires else None, peak if isinstance(peak, int) else None)
+                monitor.finished(done, pid, "memory" if retires else None, peak_rss_of(value))
             elif done.cancelled():
                 monitor.finished(done, None, None, None)
             else:

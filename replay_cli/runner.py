@@ -13,14 +13,14 @@ import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from pebble import ProcessExpired, ProcessPool
 from pebble.common.types import RemoteTraceback
 
-from replay_cli.backend import BackendBroken, Executor, Job, ReplayBytes, Settled, StopCheck, run_jobs
+from replay_cli.backend import BackendBroken, Executor, Job, ReplayBytes, Settled, StopCheck, run_jobs, source_of
 from replay_cli.defaults import MAX_TASKS_PER_WORKER
 from replay_cli.failures import describe_exit, failure_from, one_line
 from replay_cli.parse import parse_file, parse_replay
@@ -34,7 +34,14 @@ from replay_cli.platforms import (
     pool_start_method,
     start_parent_watchdog,
 )
-from replay_cli.poolwatch import PoolMonitor, pool_processes, retire_after_memory_failure, run_in_worker, watch_task
+from replay_cli.poolwatch import (
+    PoolMonitor,
+    hit_memory_cap,
+    pool_processes,
+    retire_after_memory_failure,
+    run_in_worker,
+    watch_task,
+)
 from replay_cli.result import Result
 from replay_cli.rowpack import run_packed
 
@@ -47,6 +54,13 @@ log = logging.getLogger(__name__)
 # thread or a worker that escaped its timeout: rebuild it.
 STALL_GRACE_S = 30
 IN_FLIGHT_PER_WORKER = 3  # 2-4 futures per worker keep every worker busy with few results in memory
+# Files an ingest worker parses per task. Each task costs the main process a fixed amount of CPU
+# (pebble's messages and threads, a future, a wake-up of the loop) that at `stats` was as large as
+# writing the file's rows; a few files per task divide it. A chunk that fails is split into one
+# task per file, which then behaves exactly as an unchunked run.
+FILES_PER_TASK = 4
+# A chunk stops taking pack members past this many bytes: they travel to the worker in one message.
+CHUNK_MAX_BYTES = 8 * 1024 * 1024
 SAMPLE_EVERY_S = 0.1  # how often a batch reads its workers' /proc entries: often enough to see each one
 # A failure kind that also ended the worker that ran it, as poolwatch names the replacement.
 _REPLACING_KINDS = {"worker_crash": "crash", "timeout": "timeout", "memory": "memory"}
@@ -80,6 +94,7 @@ def run_parses(
     should_stop: StopCheck = lambda: False,
     monitor: PoolMonitor | None = None,
     pack_rows: bool = False,
+    files_per_task: int = 1,
 ) -> Generator[Result | None, None, None]:
     """Yield one Result per path in completion order, and None as an idle tick at least every 0.25 s.
 
@@ -89,6 +104,8 @@ def run_parses(
     Raises PoolUnrecoverable after backend.MAX_BREAKAGES_WITHOUT_PROGRESS pool breakages in a row.
     monitor, when given, collects what the pool's workers did (see poolwatch). pack_rows has pool
     workers return the big child tables packed for the writer (rowpack.py); inline parses never pack.
+    files_per_task > 1 sends pool workers chunks of that many files (see PoolExecutor); workers then
+    recycle after max_tasks_per_worker files, not tasks.
     """
     path_iter = iter(paths)
     # Start no pool until there is something to parse: an unchanged re-run skips every file, and
@@ -99,11 +116,12 @@ def run_parses(
     path_iter = itertools.chain([first], path_iter)
     executor: Executor = InlineExecutor(parse_fn, depth, max_bytes, bytes_fn)
     if workers > 0:
-        pool = LocalPool(workers, max_memory, max_tasks_per_worker, timeout, monitor)
+        per_task = max(1, files_per_task)
+        pool = LocalPool(workers, max_memory, max(1, max_tasks_per_worker // per_task), timeout, monitor)
         try:
             pool.start()
             executor = PoolExecutor(pool, parse_fn, depth, max_bytes, max_in_flight or IN_FLIGHT_PER_WORKER * workers,
-                                    bytes_fn, pack_rows)
+                                    bytes_fn, pack_rows, per_task)
         except _START_ERRORS as exc:
             pool.stop()
             log.warning("cannot start %d worker processes (%s: %s); parsing in this process",
@@ -173,9 +191,9 @@ class LocalPool:
             self.stop()
             raise BackendBroken(f"restart failed: {type(exc).__name__}: {exc}") from exc
 
-    def submit(self, fn: Callable[..., Result], args: tuple[Any, ...],
-               kwargs: dict[str, Any] | None = None) -> cf.Future[Result]:
-        """Schedule fn in a worker under the timeout; raise BackendBroken when the pool cannot take it."""
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...],
+               kwargs: dict[str, Any] | None = None, files: int = 1) -> cf.Future[Any]:
+        """Schedule fn (a task of `files` files) under the timeout; raise BackendBroken if the pool cannot take it."""
         if self.pool is None:
             raise BackendBroken("the pool is not running")
         try:
@@ -183,7 +201,7 @@ class LocalPool:
         except Exception as exc:  # RuntimeError after an idle worker was SIGKILLed
             raise BackendBroken(f"schedule() raised {type(exc).__name__}: {exc}") from exc
         self.sample()
-        return watch_task(task, self.monitor, self._replacement_reason)
+        return watch_task(task, self.monitor, self._replacement_reason, files)
 
     def sample(self, force: bool = False) -> None:
         """Let the monitor look at the live workers, at most every SAMPLE_EVERY_S unless forced."""
@@ -214,27 +232,54 @@ class LocalPool:
 
 
 class PoolExecutor(Executor):
-    """Parse one path per task on a LocalPool; timeouts and crashes are re-checked alone."""
+    """Parse files on a LocalPool, a chunk of files_per_task per task; timeouts and crashes are re-checked alone.
+
+    Every job's payload is a tuple of items, parsed in order by run_chunk in one worker under one
+    deadline (the per-file timeout: a healthy chunk takes a small part of it). A chunk that times
+    out, crashes its worker or raises is split into one job per file, and every later job holds one
+    file; from then on a file's verdict comes about exactly as without chunks. Files a chunk did not
+    reach (it stops after a file that hit the memory cap) are sent again, one per job.
+    """
 
     def __init__(self, pool: LocalPool, parse_fn: ParseFn, depth: str, max_bytes: int, window: int,
-                 bytes_fn: BytesParseFn = parse_replay, pack_rows: bool = False) -> None:
+                 bytes_fn: BytesParseFn = parse_replay, pack_rows: bool = False, files_per_task: int = 1) -> None:
         self.pool, self.parse_fn, self.depth, self.max_bytes = pool, parse_fn, depth, max_bytes
         self.window, self.bytes_fn, self.pack_rows = max(1, window), bytes_fn, pack_rows
+        self.files_per_task = max(1, files_per_task)
+
+    def jobs(self, paths: Iterator[str | ReplayBytes]) -> Iterator[Job | Result]:
+        """Group consecutive items into chunks of up to files_per_task (and CHUNK_MAX_BYTES of pack members)."""
+        chunk: list[str | ReplayBytes] = []
+        size = 0
+        for item in paths:
+            chunk.append(item)
+            size += len(item.data) if isinstance(item, ReplayBytes) else 0
+            if len(chunk) >= self.files_per_task or size >= CHUNK_MAX_BYTES:
+                yield _chunk_job(chunk)
+                chunk, size = [], 0
+        if chunk:
+            yield _chunk_job(chunk)
 
     def submit(self, job: Job) -> cf.Future[Any]:
-        fn, args, kwargs = work_for(job.payload, self.parse_fn, self.bytes_fn, self.depth, self.max_bytes)
-        if self.pack_rows:  # the worker packs the result's big child tables for the writer
-            fn, args = run_packed, (fn, *args)
-        return self.pool.submit(fn, args, kwargs)
+        calls = [work_for(item, self.parse_fn, self.bytes_fn, self.depth, self.max_bytes) for item in job.payload]
+        if self.pack_rows:  # the worker packs each result's big child tables for the writer
+            calls = [(run_packed, (fn, *args), kwargs) for fn, args, kwargs in calls]
+        return self.pool.submit(run_chunk, (calls,), files=len(calls))
 
     def settle(self, future: cf.Future[Any], job: Job) -> Settled:
         self.pool.sample()
         exc = future.exception() if not future.cancelled() else cf.CancelledError()
         if exc is None:
-            return Settled([future.result()])
+            results: list[Result] = future.result()
+            return Settled(results, retry=[_chunk_job([item]) for item in job.payload[len(results):]])
         failure = self.pool.classify(exc, job.sources[0], self.depth)
         if failure is None:
             raise BackendBroken(f"a future failed with {type(exc).__name__}: {exc}")
+        if len(job.sources) > 1:
+            self.files_per_task = 1
+            log.info("a chunk of %d files failed (%s); parsing one file per task from now on",
+                     len(job.sources), failure["error"]["kind"] if failure["error"] else "?")
+            return Settled(retry=[_chunk_job([item]) for item in job.payload])
         error = failure["error"]
         assert error is not None
         if error["kind"] in ("timeout", "worker_crash"):
@@ -263,6 +308,24 @@ class PoolExecutor(Executor):
 
     def close(self, abandoned: list[cf.Future[Any]]) -> None:
         self.pool.stop()
+
+
+def _chunk_job(items: list[str | ReplayBytes]) -> Job:
+    return Job(tuple(items), tuple(source_of(item) for item in items))
+
+
+def run_chunk(calls: list[tuple[Callable[..., Result], tuple[Any, ...], dict[str, Any]]]) -> list[Result]:
+    """In a worker: make each parse call of a chunk in turn and return their results in order.
+
+    Stops after a result that hit the memory cap: the heap that file grew stays in part, so the
+    chunk's next files go back to the main process, which sends each to a fresh task.
+    """
+    results = []
+    for fn, args, kwargs in calls:
+        results.append(fn(*args, **kwargs))
+        if hit_memory_cap(results[-1]):
+            break
+    return results
 
 
 def work_for(item: str | ReplayBytes, parse_fn: ParseFn, bytes_fn: BytesParseFn, depth: str,

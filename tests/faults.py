@@ -17,6 +17,7 @@ from replay_cli.result import Result
 HOG_CHUNK_BYTES = 16 * 1024 * 1024
 SLEEP_S = 0.3
 CRASHED_SUFFIX = ".crashed"  # marker left by a `flaky` file after its first (crashing) attempt
+PID_SUFFIX = ".pid"  # where a `pidnote` file's worker writes its pid
 
 
 def fault_parse(path: str, depth: str = "stats", max_bytes: int = 50 * 1024**2) -> Result:
@@ -33,6 +34,8 @@ def fault_parse(path: str, depth: str = "stats", max_bytes: int = 50 * 1024**2) 
         _exhaust_memory()
     if "selfkill" in name:
         os.kill(os.getpid(), signal.SIGKILL)
+    if "capped" in name:
+        return _memory_failure(path, depth)
     if "raise" in name:
         raise ValueError(f"injected failure for {name}\nsecond line")
     if "sleep" in name:
@@ -41,7 +44,19 @@ def fault_parse(path: str, depth: str = "stats", max_bytes: int = 50 * 1024**2) 
         # Crash on the first attempt only: stands in for a neighbour taking this file down.
         open(path + CRASHED_SUFFIX, "w").close()
         os.kill(os.getpid(), signal.SIGSEGV)
+    if "pidnote" in name:  # leave the worker's pid beside the file, to tell which worker parsed it
+        with open(path + PID_SUFFIX, "w") as note:
+            note.write(str(os.getpid()))
     return ok_result(path, depth)
+
+
+def _memory_failure(path: str, depth: str) -> Result:
+    """What parse_file returns when a replay exhausts the worker's memory cap: a `memory` failure."""
+    try:
+        _exhaust_memory()
+    except MemoryError as exc:
+        return failed_result(path, "memory", "MemoryError", f"out of memory: {exc}", "parse", depth=depth)
+    raise AssertionError("the worker has no memory cap")
 
 
 def ok_result(path: str, depth: str) -> Result:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from replay_cli.runner import FILES_PER_TASK, IN_FLIGHT_PER_WORKER
 from replay_cli.synth import describe_game, write_replay
 from replay_cli.synth.game import with_units
 
@@ -113,7 +114,8 @@ def test_a_long_reader_does_not_block_ingest(tmp_path: Path, inputs: Path, cli, 
 
 def test_workers_that_cannot_start_commit_what_is_known_and_exit_3(tmp_path: Path, inputs: Path, cli):
     """A 1 MiB address-space cap kills every worker at start: the pool is unrecoverable."""
-    for index in range(3 * len(REAL)):  # enough paths for three breakages with 2 workers
+    # Enough paths for three breakages with 2 workers: each breakage holds a full window of chunks.
+    for index in range(3 * 2 * IN_FLIGHT_PER_WORKER * FILES_PER_TASK):
         shutil.copy(inputs / f"{index % len(REAL)}.SC2Replay", inputs / f"more-{index}.SC2Replay")
     os.mkfifo(inputs / "fifo.SC2Replay")  # decided in the main process, before any worker
     db_path = tmp_path / "pool.db"

@@ -16,9 +16,10 @@ import pytest
 # sys.path before any fork server starts, because the fork server copies sys.path once.
 from replay_cli import runner
 from replay_cli.errors import PoolUnrecoverable
+from replay_cli.poolwatch import PoolMonitor
 from replay_cli.result import Result
 from replay_cli.runner import run_parses
-from tests.faults import CRASHED_SUFFIX, fault_parse
+from tests.faults import CRASHED_SUFFIX, PID_SUFFIX, fault_parse
 from tests.processes import alive, descendants, multiprocessing_helpers
 
 MiB = 1024 * 1024
@@ -65,12 +66,13 @@ def _wait_gone(pids: list[int], within_s: float = 3.0) -> list[int]:
     return survivors
 
 
-def test_mixed_fault_batch_attributes_every_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("files_per_task", [1, runner.FILES_PER_TASK])
+def test_mixed_fault_batch_attributes_every_file(tmp_path: Path, files_per_task: int) -> None:
     ok = _files(tmp_path, [f"ok{i:02}.SC2Replay" for i in range(20)])
     faults = _files(tmp_path, [f"{name}.SC2Replay" for name in
                                ("hang", "segv", "exit", "selfkill", "memory", "raise", "sleep")])
     started = time.monotonic()
-    results = _run(ok[:10] + faults + ok[10:], timeout=2.0)
+    results = _run(ok[:10] + faults + ok[10:], timeout=2.0, files_per_task=files_per_task)
     elapsed = time.monotonic() - started
 
     sources = [str(result["source"]) for result in results]
@@ -174,11 +176,43 @@ def test_closing_the_generator_kills_the_workers(tmp_path: Path) -> None:
     assert _workers() == []
 
 
-def test_recheck_clears_a_file_that_crashed_beside_others(tmp_path: Path) -> None:
+@pytest.mark.parametrize("files_per_task", [1, runner.FILES_PER_TASK])
+def test_recheck_clears_a_file_that_crashed_beside_others(tmp_path: Path, files_per_task: int) -> None:
     paths = _files(tmp_path, [f"ok{i}.SC2Replay" for i in range(5)] + ["flaky.SC2Replay"])
-    outcomes = {_outcome(result) for result in _run(paths)}
-    assert outcomes == {(path, "ok", None) for path in paths}
+    outcomes = [_outcome(result) for result in _run(paths, files_per_task=files_per_task)]
+    assert sorted(outcomes) == sorted((path, "ok", None) for path in paths)  # each once, all ok
     assert Path(paths[-1] + CRASHED_SUFFIX).exists()  # it did crash once, in the main pass
+
+
+def test_a_failed_chunk_is_split_and_later_tasks_hold_one_file(tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    # The crash comes first, so the chunk that holds it fails before any other chunk settles.
+    paths = _files(tmp_path, ["flaky.SC2Replay"] + [f"ok{i:02}pidnote.SC2Replay" for i in range(11)])
+    with caplog.at_level(logging.INFO, logger="replay_cli.runner"):
+        outcomes = [_outcome(result) for result in _run(paths, workers=1, files_per_task=4)]
+    assert sorted(outcomes) == sorted((path, "ok", None) for path in paths)
+    assert "a chunk of 4 files failed (worker_crash); parsing one file per task from now on" in caplog.text
+
+
+def test_a_chunk_stops_after_a_file_that_hit_the_memory_cap(tmp_path: Path) -> None:
+    names = ["a-pidnote", "b-capped", "c-pidnote", "d-pidnote"]
+    paths = _files(tmp_path, [f"{name}.SC2Replay" for name in names])
+    monitor = PoolMonitor()
+    results = _run(paths, workers=1, files_per_task=4, max_memory=256 * MiB, monitor=monitor)
+    assert sorted(_outcome(result) for result in results) == sorted(
+        [(paths[0], "ok", None), (paths[1], "failed", "memory"), (paths[2], "ok", None), (paths[3], "ok", None)])
+    pids = {name: Path(path + PID_SUFFIX).read_text() for name, path in zip(names, paths) if "pidnote" in name}
+    # The file before the bomb shared its worker; the two after it went to the worker that replaced it.
+    assert pids["c-pidnote"] == pids["d-pidnote"] != pids["a-pidnote"]
+    assert monitor.numbers().workers_replaced["memory"] == 1
+
+
+def test_chunked_workers_recycle_after_max_tasks_files(tmp_path: Path) -> None:
+    paths = _files(tmp_path, [f"ok{i:02}pidnote.SC2Replay" for i in range(16)])
+    results = _run(paths, workers=1, files_per_task=4, max_tasks_per_worker=8)
+    assert sorted(_outcome(result) for result in results) == sorted((path, "ok", None) for path in paths)
+    pids = [Path(path + PID_SUFFIX).read_text() for path in paths]
+    assert len(set(pids)) == 2 and len(set(pids[:8])) == 1 and len(set(pids[8:])) == 1
 
 
 def test_stall_watchdog_rebuilds_then_gives_up_on_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
