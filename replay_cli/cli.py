@@ -449,7 +449,9 @@ def _configure_logging(verbose: bool, log_file: str | None) -> None:
     from replay_cli.render import make_log_handler
 
     root = logging.getLogger("replay_cli")
-    root.setLevel(logging.INFO)
+    # INFO only when a handler takes it: a batch logs a line per file, and a record no handler
+    # wants still costs the main process its creation and formatting arguments.
+    root.setLevel(logging.INFO if verbose or log_file else logging.WARNING)
     for old in [h for h in root.handlers if getattr(h, LOG_HANDLER_MARK, False)]:  # from an earlier call
         root.removeHandler(old)
         old.close()
