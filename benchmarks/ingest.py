@@ -11,10 +11,10 @@ From one run, all at depth `stats` on the real corpus:
     runs (the workers are forkserver children, so they are not in this number), on every 4th
     file, every 2nd file and all of the corpus, to show it stays flat;
 (e) `--workers 0` vs `--workers 2`, wall / wall;
-(f) the main process's own CPU (utime + stime from /proc/<pid>/stat, polled like the memory) per
-    parsed file, in total and beyond what the unchanged re-run costs (interpreter start-up,
-    imports, the pool, the walk and the lookups, which every run pays), and the database's bytes
-    per stored replay.
+(f) the main process's own CPU (utime + stime of all its threads, from /proc/<pid>/stat read once
+    it has exited and before it is reaped) per parsed file, in total and beyond what the unchanged
+    re-run costs (interpreter start-up, imports, the walk and the lookups, which every run pays;
+    the re-run starts no pool), and the database's bytes per stored replay.
 
 Interleaving: each round runs every configuration once over all the files, in an order that
 rotates from round to round (the re-run always directly follows its first run). Ratios are
@@ -97,7 +97,7 @@ class IngestRun:
     json_wall: float  # the CLI's own wall_seconds: the ingest loop, without interpreter start-up
     peak_rss_kib: int  # the CLI process's own VmHWM
     median_rss_kib: float  # median of the VmRSS samples: the typical footprint, not the worst moment
-    main_cpu: float = 0.0  # the CLI process's own utime + stime at its last poll, seconds
+    main_cpu: float = 0.0  # the CLI process's own utime + stime (all its threads) at exit, seconds
     db_bytes: int = 0  # the database file and its WAL after the run
     counts: dict[str, int] = field(default_factory=dict)
     exit_code: int = 0
@@ -139,6 +139,11 @@ def read_memory_kib(pid: int) -> tuple[int, int] | None:
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def exited(pid: int) -> bool:
+    """Whether the child has exited, leaving it unreaped (a zombie) so its /proc entry can still be read."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
 def read_cpu_seconds(pid: int) -> float | None:
     """The process's own utime + stime (not its children's); None once it is gone."""
     try:
@@ -167,14 +172,15 @@ def run_ingest(paths_file: Path, files: int, db: Path, workers: int) -> IngestRu
     with paths_file.open("rb") as stdin, out_path.open("wb") as out, err_path.open("wb") as err:
         started = time.perf_counter()
         proc = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=err)
-        while proc.poll() is None:
-            memory, seconds = read_memory_kib(proc.pid), read_cpu_seconds(proc.pid)
+        while not exited(proc.pid):
+            memory = read_memory_kib(proc.pid)
             if memory is not None:
                 peak = max(peak, memory[0])
                 samples.append(memory[1])
-            cpu = seconds if seconds is not None else cpu
             time.sleep(RSS_POLL_S)
         wall = time.perf_counter() - started
+        cpu = read_cpu_seconds(proc.pid) or 0.0  # exact: a zombie's stat holds all its threads' final times
+        proc.wait()
     summary = parse_summary(out_path, err_path, proc.returncode)
     return IngestRun(command=f"{shlex.join(argv)} < {shlex.quote(str(paths_file))}", files=files, wall=wall,
                      json_wall=float(summary.get("wall_seconds", float("nan"))), peak_rss_kib=peak,
