@@ -19,7 +19,7 @@ from replay_cli.errors import PoolUnrecoverable
 from replay_cli.poolwatch import PoolMonitor
 from replay_cli.result import Result
 from replay_cli.runner import run_parses
-from tests.faults import CRASHED_SUFFIX, PID_SUFFIX, fault_parse
+from tests.faults import CRASHED_SUFFIX, PID_SUFFIX, SLEEP_S, fault_parse
 from tests.processes import alive, descendants, multiprocessing_helpers
 
 MiB = 1024 * 1024
@@ -192,6 +192,16 @@ def test_a_failed_chunk_is_split_and_later_tasks_hold_one_file(tmp_path: Path,
         outcomes = [_outcome(result) for result in _run(paths, workers=1, files_per_task=4)]
     assert sorted(outcomes) == sorted((path, "ok", None) for path in paths)
     assert "a chunk of 4 files failed (worker_crash); parsing one file per task from now on" in caplog.text
+
+
+def test_a_chunk_slower_than_the_timeout_is_re_run_file_by_file(tmp_path: Path) -> None:
+    # Each file takes SLEEP_S, well inside the timeout; the four together do not.
+    paths = _files(tmp_path, [f"sleep{i}.SC2Replay" for i in range(4)])
+    timeout = 3.5 * SLEEP_S
+    monitor = PoolMonitor()
+    results = _run(paths, workers=1, files_per_task=4, timeout=timeout, monitor=monitor)
+    assert sorted(_outcome(result) for result in results) == sorted((path, "ok", None) for path in paths)
+    assert monitor.numbers().workers_replaced["timeout"] == 1  # the chunk, not any file
 
 
 def test_a_chunk_stops_after_a_file_that_hit_the_memory_cap(tmp_path: Path) -> None:
