@@ -20,6 +20,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from replay_cli.poolwatch import REASONS as POOL_REASONS
+
 # Control (Cc) and format (Cf: bidi overrides, zero-width) characters can move the cursor,
 # recolour the terminal or reorder what is shown; they are made visible instead.
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf"})
@@ -256,16 +258,30 @@ def print_stats(summary: Mapping[str, Any], console: Console) -> None:
         for row in rows:
             table.add_row(*(_cell(row[c]) for c in columns))
         console.print(table)
-    runs = summary.get("last_runs") or []
+    runs = [_run_row(run) for run in summary.get("last_runs") or []]
     if runs:
         table = Table(title="recent ingest runs", title_justify="left")
-        columns = [c for c in ("id", "started_at", "wall_seconds", "parsed", "skipped", "failed", "exit_code")
-                   if c in runs[0]]
+        columns = [c for c in RUN_COLUMNS if c in runs[0]]
         for column in columns:
             table.add_column(column)
         for run in runs:
             table.add_row(*(_cell(run[c]) for c in columns))
         console.print(table)
+
+
+RUN_COLUMNS = ("id", "started_at", "wall_seconds", "parsed", "skipped", "failed", "exit_code", "workers_started",
+               "workers_replaced", "max_worker_mib")
+
+
+def _run_row(run: Mapping[str, Any]) -> dict[str, Any]:
+    """A runs row for the table: the pool's replacements in one cell, its largest worker in MiB."""
+    row = dict(run)
+    replaced = [f"{reason} {run[f'replaced_{reason}']}" for reason in POOL_REASONS if run.get(f"replaced_{reason}")]
+    if "replaced_crash" in run:
+        row["workers_replaced"] = ", ".join(replaced) or ("0" if run.get("workers_started") else None)
+    peak = run.get("max_worker_rss_bytes")
+    row["max_worker_mib"] = round(peak / 2**20, 1) if isinstance(peak, int) else None
+    return row
 
 
 def error_text(message: str) -> Text:

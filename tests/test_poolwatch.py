@@ -97,6 +97,14 @@ def test_a_bomb_replaces_its_worker_for_memory_in_runs_and_json(tmp_path: Path, 
         pool["workers_started"], pool["max_queued"], pool["max_in_flight"], pool["max_worker_rss_bytes"])
     # The bomb's worker grew towards its cap before the MemoryError: the run's peak says so.
     assert 64 * MiB < run["max_worker_rss_bytes"] <= CAP_MIB * MiB
+    shown = replaycli.run("stats", "--db", str(db), env={"COLUMNS": "250"}, text=True)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    header = next(line for line in lines if "workers_started" in line)  # the recent runs table's
+    row = lines[lines.index(header) + 2]  # below the rule under the header: the one run
+    cells = dict(zip([c.strip() for c in header.split("┃")], [c.strip() for c in row.split("│")]))
+    assert (cells["workers_started"], cells["workers_replaced"]) == ("2", "memory 1")
+    assert cells["max_worker_mib"] == str(round(run["max_worker_rss_bytes"] / MiB, 1))
 
 
 @pytest.mark.parametrize("workers", [0])
