@@ -9,7 +9,7 @@ fails `test_tables_match_result_schema` until a new migration adds its column.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlite_utils import Database
@@ -87,13 +87,15 @@ PACK_COLUMNS: dict[str, Any] = {
 
 PLAYER_REQUIRED = ("name", "is_human", "is_observer", "is_referee")
 
-# Child tables: name -> (row columns, key column after replay_sha256, or None when the pk is in the row).
+# Child tables: name -> (row columns, key column after replay_id, or None when the pk is in the row).
 CHILD_TABLES: dict[str, tuple[dict[str, Any], str | None]] = {
     "players": (PLAYER_COLUMNS, "slot"),
     "chat": (CHAT_COLUMNS, "seq"),
     "build_order": (BUILD_ORDER_COLUMNS, "seq"),
     "player_stats": (PLAYER_STATS_COLUMNS, None),
 }
+
+
 def child_columns(table: str) -> list[str]:
     """A child table's columns after replay_id: its sequence number where it has one, then the row's."""
     columns, seq_column = CHILD_TABLES[table]
@@ -106,9 +108,20 @@ def child_insert_verb(table: str) -> str:
     return "INSERT" if CHILD_TABLES[table][1] else "INSERT OR REPLACE"
 
 
-# A child row's values in column order, as one tuple built in C: the store binds them and pool
-# workers pack them (rowpack.py), both once per row.
+# A child row's values in column order, as one tuple built in C (every child table has several
+# columns, so each getter returns a tuple): the store binds them and pool workers pack them
+# (rowpack.py), both once per row.
 ROW_VALUES = {table: operator.itemgetter(*columns) for table, (columns, _) in CHILD_TABLES.items()}
+
+
+def child_params(table: str, rows: Sequence[Mapping[str, Any]], *lead: Any) -> Iterator[tuple[Any, ...]]:
+    """Each row's values in child_columns order after `lead` (the replay id, or nothing); the
+    sequence number, where the table has one, is the row's position."""
+    values_of = ROW_VALUES[table]
+    if CHILD_TABLES[table][1]:
+        return ((*lead, seq, *values_of(row)) for seq, row in enumerate(rows))
+    return ((*lead, *values_of(row)) for row in rows)
+
 # The declared type of each column kind, as sqlite-utils writes them (bools are 0/1 integers).
 SQL_TYPES = {str: "TEXT", int: "INTEGER", float: "FLOAT", bool: "INTEGER"}
 
@@ -241,7 +254,6 @@ def _create_keyed_child(db: Database, name: str, table: str, parent: str) -> Non
                    for column, kind in {**keys, **columns}.items()]
     db.execute(f'CREATE TABLE "{name}" ({", ".join(definitions)}, PRIMARY KEY ({", ".join(pk)}), '
                f'FOREIGN KEY ({REPLAY_ID_COLUMN}) REFERENCES "{parent}"(id)) WITHOUT ROWID')
-
 
 
 def m008_integer_replay_ids(db: Database) -> None:

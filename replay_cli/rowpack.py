@@ -23,10 +23,10 @@ from typing import Any, cast
 from replay_cli.migrations import (
     CHILD_TABLES,
     REPLAY_ID_COLUMN,
-    ROW_VALUES,
     SQL_TYPES,
     child_columns,
     child_insert_verb,
+    child_params,
 )
 from replay_cli.result import Result
 
@@ -52,6 +52,8 @@ def _create_sql(table: str) -> str:
 # layout before it copies: its copy statements stay prepared from one result to the next, and
 # SQLite keeps their root pages when a new database of the same schema is deserialized under them.
 LAYOUT = tuple((table, index + 2, _create_sql(table)) for index, table in enumerate(PACKED_TABLES))
+_INSERTS = {table: f'INSERT INTO "{table}" VALUES ({", ".join("?" * len(child_columns(table)))})'
+            for table in PACKED_TABLES}
 
 
 def pack(result: Result) -> Result:
@@ -75,11 +77,7 @@ def _serialize(result: Result) -> bytes:
         for _table, _root_page, create_sql in LAYOUT:  # every table before any row: see LAYOUT
             conn.execute(create_sql)
         for table in PACKED_TABLES:
-            rows, values_of = result[table], ROW_VALUES[table]  # type: ignore[literal-required]
-            values = (((seq, *values_of(row)) for seq, row in enumerate(rows)) if CHILD_TABLES[table][1]
-                      else map(values_of, rows))
-            marks = ", ".join("?" * len(child_columns(table)))
-            conn.executemany(f'INSERT INTO "{table}" VALUES ({marks})', values)
+            conn.executemany(_INSERTS[table], child_params(table, result[table]))  # type: ignore[literal-required]
         conn.commit()
         return conn.serialize()
     finally:

@@ -42,11 +42,11 @@ from replay_cli.migrations import (
     REPLAY_EXTRA_COLUMNS,
     REPLAY_ID_COLUMN,
     REPLAY_QUALITY_COLUMNS,
-    ROW_VALUES,
     RUN_COUNT_NAMES,
     RUN_POOL_COLUMNS,
     child_columns,
     child_insert_verb,
+    child_params,
     create_views,
     stale_views,
 )
@@ -118,7 +118,6 @@ def _child_insert(table: str) -> str:
 
 _CHILD_INSERTS = {table: _child_insert(table) for table in CHILD_TABLES}
 _PACKED_COPIES = {table: copy_sql(table) for table in PACKED_TABLES}
-# Every child table has several columns, so each getter returns a tuple.
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,18 +459,10 @@ class Store:
         packed = packed_bytes(result)
         if packed is not None:
             self._copy_packed(packed, key)
-        for table, (_columns, seq_column) in CHILD_TABLES.items():
+        for table in CHILD_TABLES:
             rows: list[dict[str, Any]] = result[table]  # type: ignore[literal-required]
-            if not rows:
-                continue
-            # itemgetter builds each tuple in C: the main process is the one writer, and at
-            # stats depth its per-row cost decides how much CPU the workers are left.
-            values_of = ROW_VALUES[table]
-            if seq_column:
-                params = ((key, seq, *values_of(row)) for seq, row in enumerate(rows))
-            else:
-                params = ((key, *values_of(row)) for row in rows)
-            self._conn.executemany(_CHILD_INSERTS[table], params)
+            if rows:
+                self._conn.executemany(_CHILD_INSERTS[table], child_params(table, rows, key))
 
     def _copy_packed(self, data: bytes, replay_id: int) -> None:
         """Copy a worker's packed child tables (rowpack.py) under replay_id, one INSERT ... SELECT each.
