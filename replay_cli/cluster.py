@@ -237,11 +237,8 @@ def parse_with_deadline(source: str, work: Callable[[], Result], depth: str, dea
     guard (made by this thread for deadline_s) lets a batch share one watcher; without it one is made here.
     """
     if guard is None:
-        guard = SoftDeadline(deadline_s)
-        try:
-            return parse_with_deadline(source, work, depth, deadline_s, guard)
-        finally:
-            guard.close()
+        with contextlib.closing(SoftDeadline(deadline_s)) as own:
+            return parse_with_deadline(source, work, depth, deadline_s, own)
     started = time.perf_counter()
     result: Result | None = None
     try:
@@ -271,13 +268,10 @@ def _parse_item(path: str, data: bytes | None, depth: str, max_bytes: int, filte
 def parse_batch(items: list[Item], depth: str, max_bytes: int, deadline_s: float,
                 filters: IngestFilters | None = None) -> list[Result]:
     """Parse each (path, bytes | None) item on a Dask worker; one Result per item, in order."""
-    guard = SoftDeadline(deadline_s)
-    try:
+    with contextlib.closing(SoftDeadline(deadline_s)) as guard:
         return [parse_with_deadline(path, functools.partial(_parse_item, path, data, depth, max_bytes, filters),
                                     depth, deadline_s, guard)
                 for path, data in items]
-    finally:
-        guard.close()
 
 
 class DaskExecutor(Executor):

@@ -193,9 +193,14 @@ def run_in_worker(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tup
         _retiring = True
         exc.replaycli_worker_pid = os.getpid()  # type: ignore[attr-defined]  # pickled with the exception
         raise
-    if any(hit_memory_cap(one) for one in (result if isinstance(result, list) else [result])):
+    if any(hit_memory_cap(one) for one in _results_of(result)):
         _retiring = True
     return os.getpid(), _retiring and _can_retire, result
+
+
+def _results_of(value: Any) -> list[Any]:
+    """A task's results: a chunk's list of them, or the one a single-file task returns."""
+    return value if isinstance(value, list) else [value]
 
 
 def hit_memory_cap(result: Any) -> bool:
@@ -206,8 +211,7 @@ def hit_memory_cap(result: Any) -> bool:
 
 def peak_rss_of(value: Any) -> int | None:
     """The highest per-file peak RSS a task's result (one Result, or a chunk's list of them) reports."""
-    peaks = [one.get("peak_rss_bytes") for one in (value if isinstance(value, list) else [value])
-             if isinstance(one, dict)]
+    peaks = [one.get("peak_rss_bytes") for one in _results_of(value) if isinstance(one, dict)]
     return max((peak for peak in peaks if isinstance(peak, int)), default=None)
 
 

@@ -277,8 +277,7 @@ def _run_row(run: Mapping[str, Any]) -> dict[str, Any]:
     """A runs row for the table: the pool's replacements in one cell, its largest worker in MiB."""
     row = dict(run)
     replaced = [f"{reason} {run[f'replaced_{reason}']}" for reason in POOL_REASONS if run.get(f"replaced_{reason}")]
-    if "replaced_crash" in run:
-        row["workers_replaced"] = ", ".join(replaced) or ("0" if run.get("workers_started") else None)
+    row["workers_replaced"] = ", ".join(replaced) or ("0" if run.get("workers_started") else None)
     peak = run.get("max_worker_rss_bytes")
     row["max_worker_mib"] = round(peak / 2**20, 1) if isinstance(peak, int) else None
     return row

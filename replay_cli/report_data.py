@@ -155,9 +155,9 @@ SELECT coalesce(map_name, 'unknown') AS map_name, count(*) AS games FROM games
 GROUP BY 1 ORDER BY games DESC, 1""", params),
         # A failed file has no game date: failures are the whole database's, whatever the period.
         "files_by_status": dict_rows(conn, "SELECT status, count(*) AS files FROM files GROUP BY status "
-                                 "ORDER BY files DESC, status", {}),
-        "failures": dict_rows(conn, "SELECT coalesce(error_kind, 'unknown') AS error_kind, count(*) AS files FROM files "
-                          "WHERE status = 'failed' GROUP BY 1 ORDER BY files DESC, 1", {}),
+                                     "ORDER BY files DESC, status", {}),
+        "failures": dict_rows(conn, "SELECT coalesce(error_kind, 'unknown') AS error_kind, count(*) AS files "
+                              "FROM files WHERE status = 'failed' GROUP BY 1 ORDER BY files DESC, 1", {}),
         "degraded": dict_rows(conn, f"""WITH {_GAMES}
 SELECT reason.value AS reason, count(*) AS games FROM games, json_each(games.quality, '$.reasons') AS reason
 WHERE games.degraded = 1 GROUP BY 1 ORDER BY games DESC, 1""", params),

@@ -271,7 +271,7 @@ class PoolExecutor(Executor):
         exc = future.exception() if not future.cancelled() else cf.CancelledError()
         if exc is None:
             results: list[Result] = future.result()
-            return Settled(results, retry=[_chunk_job([item]) for item in job.payload[len(results):]])
+            return Settled(results, retry=_one_per_job(job.payload[len(results):]))
         failure = self.pool.classify(exc, job.sources[0], self.depth)
         if failure is None:
             raise BackendBroken(f"a future failed with {type(exc).__name__}: {exc}")
@@ -279,7 +279,7 @@ class PoolExecutor(Executor):
             self.files_per_task = 1
             log.info("a chunk of %d files failed (%s); parsing one file per task from now on",
                      len(job.sources), failure["error"]["kind"] if failure["error"] else "?")
-            return Settled(retry=[_chunk_job([item]) for item in job.payload])
+            return Settled(retry=_one_per_job(job.payload))
         error = failure["error"]
         assert error is not None
         if error["kind"] in ("timeout", "worker_crash"):
@@ -310,8 +310,14 @@ class PoolExecutor(Executor):
         self.pool.stop()
 
 
-def _chunk_job(items: list[str | ReplayBytes]) -> Job:
-    return Job(tuple(items), tuple(source_of(item) for item in items))
+def _chunk_job(items: Iterable[str | ReplayBytes]) -> Job:
+    items = tuple(items)
+    return Job(items, tuple(source_of(item) for item in items))
+
+
+def _one_per_job(items: Iterable[str | ReplayBytes]) -> list[Job]:
+    """A job for each item: how a failed chunk, or the rest of one that stopped, is sent again."""
+    return [_chunk_job([item]) for item in items]
 
 
 def run_chunk(calls: list[tuple[Callable[..., Result], tuple[Any, ...], dict[str, Any]]]) -> list[Result]:
